@@ -1,0 +1,35 @@
+# Two commands: `make run` and `make test`. Each creates .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test lint typecheck unit demo-data bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch/torchvision are pinned in pyproject.toml; pip takes them from the local disk.
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+demo-data: $(STAMP)
+	$(PY) -m trainyard.cli demo-data
+
+# Until the web app lands (issue "The Gradio app"), `make run` trains the demo from the CLI.
+run: demo-data
+	$(PY) -m trainyard.trainer --config configs/digits-resnet-tiny.yaml --run-dir runs/demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check trainyard tests bench
+	$(VENV)/bin/ruff format --check trainyard tests bench
+	$(VENV)/bin/mypy
+
+test: lint demo-data
+	$(PY) -m pytest -q -ra
+
+bench: demo-data
+	$(PY) bench/trainer.py --cifar ../shared/datasets/cifar10
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
