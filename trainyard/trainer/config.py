@@ -33,7 +33,9 @@ class DataConfig(_Section):
         default=None, ge=8, le=1024, description="Square side in pixels; None: the model's own."
     )
     batch_size: int = Field(default=64, ge=1, le=8192, description="Images per training step.")
-    eval_batch_size: int | None = Field(default=None, ge=1, le=8192)
+    eval_batch_size: int | None = Field(
+        default=None, ge=1, le=8192, description="Images per evaluation batch; None: 2x batch."
+    )
     workers: int = Field(default=2, ge=0, le=64, description="Threads decoding images.")
     cache: Literal["memory", "disk", "none"] = Field(
         default="memory",
@@ -52,7 +54,6 @@ class ModelConfig(_Section):
         description="A preset name, a HuggingFace hub id, or a local save_pretrained folder.",
     )
     pretrained: bool = Field(default=True, description="Load hub/local weights when available.")
-    dropout: float | None = Field(default=None, ge=0.0, lt=1.0)
 
 
 class AugmentationConfig(_Section):
@@ -65,9 +66,11 @@ class AugmentationConfig(_Section):
 class OptimizerConfig(_Section):
     name: str = Field(default="adamw", description="adamw, adam or sgd.")
     lr: float = Field(default=1e-3, gt=0.0, le=10.0, description="Peak learning rate.")
-    weight_decay: float = Field(default=0.01, ge=0.0, le=1.0)
+    weight_decay: float = Field(
+        default=0.01, ge=0.0, le=1.0, description="Decoupled for AdamW; not on norms/biases."
+    )
     momentum: float = Field(default=0.9, ge=0.0, lt=1.0, description="SGD only.")
-    betas: tuple[float, float] = Field(default=(0.9, 0.999))
+    betas: tuple[float, float] = Field(default=(0.9, 0.999), description="Adam/AdamW betas.")
 
     @field_validator("betas")
     @classmethod
@@ -79,31 +82,41 @@ class OptimizerConfig(_Section):
 
 class ScheduleConfig(_Section):
     name: str = Field(default="cosine", description="constant, cosine, linear or onecycle.")
-    warmup_epochs: float = Field(default=0.0, ge=0.0, le=1000.0)
-    min_lr_ratio: float = Field(default=0.0, ge=0.0, le=1.0)
+    warmup_epochs: float = Field(
+        default=0.0, ge=0.0, le=1000.0, description="Linear warm-up length (fractions allowed)."
+    )
+    min_lr_ratio: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="Final LR as a fraction of the peak."
+    )
 
 
 class LossConfig(_Section):
     name: str = Field(default="cross_entropy", description="cross_entropy or focal.")
-    label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0)
-    focal_gamma: float = Field(default=2.0, ge=0.0, le=10.0)
+    label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0, description="0 disables it.")
+    focal_gamma: float = Field(default=2.0, ge=0.0, le=10.0, description="Focal loss only.")
 
 
 class LoopConfig(_Section):
-    epochs: int = Field(default=10, ge=1, le=100_000)
-    grad_accum_steps: int = Field(default=1, ge=1, le=1024)
-    clip_grad_norm: float | None = Field(default=None, gt=0.0)
+    epochs: int = Field(default=10, ge=1, le=100_000, description="Passes over train/.")
+    grad_accum_steps: int = Field(
+        default=1, ge=1, le=1024, description="Batches per optimizer step."
+    )
+    clip_grad_norm: float | None = Field(
+        default=None, gt=0.0, description="Clip the gradient norm to this; None: no clipping."
+    )
     mixed_precision: Literal["auto", "on", "off"] = Field(
         default="auto", description="auto: bf16/fp16 on CUDA, fp32 on CPU."
     )
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="auto: CUDA when visible, else CPU."
+    )
     early_stopping_patience: int | None = Field(
         default=None, ge=1, description="Stop after this many epochs without improvement."
     )
     monitor: Literal["accuracy", "loss", "f1_macro"] = Field(
         default="accuracy", description="Validation metric that picks the best checkpoint."
     )
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, description="Seeds weights, shuffling, augmentation.")
     threads: int | None = Field(
         default=None, ge=1, le=512, description="torch CPU threads (Ray sets 1 by default)."
     )
@@ -116,7 +129,7 @@ class CheckpointConfig(_Section):
     save_every_epochs: int | None = Field(
         default=None, ge=1, description="Also keep epoch-N/ folders every N epochs."
     )
-    save_best: bool = True
+    save_best: bool = Field(default=True, description="Keep best/ by loop.monitor.")
 
 
 class TrainConfig(_Section):

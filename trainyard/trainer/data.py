@@ -71,7 +71,10 @@ def scan_dataset(root: str | os.PathLike[str]) -> DatasetScan:
         raise DataError(f"data.root: not a folder: {base}")
     for name in REQUIRED_SPLITS:
         if not (base / name).is_dir():
-            raise DataError(f"data.root: {base} has no {name}/ folder ({LAYOUT_HINT})")
+            hint = LAYOUT_HINT
+            if name == "train" and _has_images(_visible_dirs(base)[:3]):
+                hint = f"its subfolders hold images, so it looks like one split; {LAYOUT_HINT}"
+            raise DataError(f"data.root: {base} has no {name}/ folder ({hint})")
 
     class_sets: dict[str, list[str]] = {}
     for name in (*REQUIRED_SPLITS, *OPTIONAL_SPLITS):
@@ -103,6 +106,10 @@ def scan_dataset(root: str | os.PathLike[str]) -> DatasetScan:
             scan.ignored[0],
         )
     return scan
+
+
+def _has_images(folders: list[Path]) -> bool:
+    return any(p.suffix.lower() in IMAGE_EXTENSIONS for folder in folders for p in folder.iterdir())
 
 
 def _check_same_classes(base: Path, classes: list[str], sets: dict[str, list[str]]) -> None:

@@ -108,7 +108,7 @@ class Trainer:
         self._seed(cfg.loop.seed)
         name = str(self.resume_from) if self.resume_from else cfg.model.name
         self.loaded: LoadedModel = create_model(
-            name, self.classes, cfg.data.image_size, cfg.model.pretrained, cfg.model.dropout
+            name, self.classes, cfg.data.image_size, cfg.model.pretrained
         )
         self.model = self.loaded.model
         self.size = self.loaded.image_size

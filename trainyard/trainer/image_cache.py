@@ -8,10 +8,12 @@ A bad image is reported by path; with `on_bad_image: skip` it is left out and li
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -109,7 +111,7 @@ def decode_split(
 
     done = 0
     chunk = 256
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    with _native_stderr_silenced(), ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for start in range(0, len(split), chunk):
             list(pool.map(work, range(start, min(start + chunk, len(split)))))
             done = min(start + chunk, len(split))
@@ -138,6 +140,26 @@ def decode_split(
     if cache_dir and key:
         _write_cache(Path(cache_dir), key, out)
     return out
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """libpng and libjpeg print their own complaints about a broken file to fd 2; we report
+    each bad file ourselves, in one line, so their noise is dropped while decoding."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    sys.stderr.flush()
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 # ---- disk cache ---------------------------------------------------------------------------

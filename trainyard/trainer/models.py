@@ -64,7 +64,7 @@ def _vit(size: int, patch: int, hidden: int, layers: int, heads: int) -> Callabl
 MODELS.add(
     "resnet-tiny",
     Preset(_resnet(16, [16, 32, 64, 128], [1, 1, 1, 1]), 32),
-    "ResNet, 4 basic blocks, 0.2M parameters, 32 px. Trains on a CPU in seconds.",
+    "ResNet, 4 basic blocks, 0.3M parameters, 32 px. Trains on a CPU in seconds.",
 )
 MODELS.add(
     "resnet-small",
@@ -79,7 +79,7 @@ MODELS.add(
 MODELS.add(
     "vit-tiny",
     Preset(_vit(32, 4, 64, 2, 2), 32),
-    "ViT, 2 layers of width 64, patch 4, 32 px. Learns slowly: a smoke test for ViT code.",
+    "ViT, 2 layers of width 64, patch 4, 32 px, 75k parameters. Learns slowly: a smoke test for ViT code.",
 )
 
 
@@ -98,7 +98,6 @@ def create_model(
     labels: list[str],
     image_size: int | None = None,
     pretrained: bool = True,
-    dropout: float | None = None,
 ) -> LoadedModel:
     """Build `name` for `labels`. Raises ConfigError that says what to do when it cannot."""
     id2label = dict(enumerate(labels))
