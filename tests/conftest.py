@@ -104,3 +104,43 @@ def run_trainer() -> Callable[..., subprocess.CompletedProcess[str]]:
         )
 
     return run
+
+
+def _db_urls() -> list[str]:
+    # SQLite always; PostgreSQL too when CI (or a developer) points us at one.
+    pg = os.environ.get("TRAINYARD_TEST_POSTGRES_URL")
+    return ["sqlite", pg] if pg else ["sqlite"]
+
+
+@pytest.fixture(params=_db_urls(), ids=lambda u: "sqlite" if u == "sqlite" else "postgres")
+def engine(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A migrated, empty database: a temp SQLite file, or a fresh schema on PostgreSQL."""
+    from sqlalchemy import text
+
+    from trainyard.platform.db import make_engine, migrate
+
+    if request.param == "sqlite":
+        eng = make_engine(f"sqlite:///{tmp_path / 'test.db'}")
+        migrate(eng)
+        yield eng
+        eng.dispose()
+        return
+    base = make_engine(request.param)
+    schema = f"t_{os.getpid()}_{abs(hash(request.node.nodeid)) % 10**8}"
+    with base.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    eng = make_engine(request.param, search_path=schema)
+    migrate(eng)
+    yield eng
+    eng.dispose()
+    with base.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    base.dispose()
+
+
+@pytest.fixture
+def session(engine):  # type: ignore[no-untyped-def]
+    from sqlmodel import Session
+
+    with Session(engine, expire_on_commit=False) as s:
+        yield s

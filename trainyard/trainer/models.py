@@ -79,7 +79,7 @@ MODELS.add(
 MODELS.add(
     "vit-tiny",
     Preset(_vit(32, 4, 64, 2, 2), 32),
-    "ViT, 2 layers of width 64, patch 4, 32 px, 75k parameters. Learns slowly: a smoke test for ViT code.",
+    "ViT, 2 layers of width 64, patch 4, 32 px, 75k parameters. Learns slowly: a smoke test.",
 )
 
 

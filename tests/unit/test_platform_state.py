@@ -1,0 +1,139 @@
+"""The control plane's state: projects, the run queue, status moves, logs and metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session
+
+from trainyard.platform import projects, runlogs, runs
+from trainyard.platform.errors import Conflict, PlatformError, Refused
+from trainyard.platform.status import FailureReason, IllegalTransition, RunStatus
+from trainyard.trainer.events import format_event
+
+CONFIG = {"data": {"root": "/data/digits"}, "loop": {"epochs": 2}}
+
+
+@pytest.fixture
+def project(session: Session):  # type: ignore[no-untyped-def]
+    p = projects.create_project(session, "demo")
+    session.commit()
+    return p
+
+
+def test_project_names_are_unique_and_validated(session: Session, project) -> None:
+    with pytest.raises(Conflict, match="already exists"):
+        projects.create_project(session, "demo")
+    with pytest.raises(PlatformError, match="must not be empty"):
+        projects.create_project(session, "  ")
+    other = projects.create_project(session, "other")
+    with pytest.raises(Conflict):
+        projects.rename_project(session, other.id, "demo")
+    assert projects.rename_project(session, other.id, "renamed").name == "renamed"
+
+
+def test_queue_order_is_priority_then_age(session: Session, project) -> None:
+    a = runs.submit_run(session, project.id, CONFIG, priority=0)
+    b = runs.submit_run(session, project.id, CONFIG, priority=5)
+    c = runs.submit_run(session, project.id, CONFIG, priority=0)
+    d = runs.submit_run(session, project.id, CONFIG, priority=5)
+    session.commit()
+    assert [r.id for r in runs.queued_runs(session)] == [b.id, d.id, a.id, c.id]
+
+
+def test_submit_validates_config_and_devices(session: Session, project) -> None:
+    with pytest.raises(PlatformError, match="optimizer.lr"):
+        runs.submit_run(session, project.id, {**CONFIG, "optimizer": {"lr": -1}})
+    with pytest.raises(Refused, match="asks for 3 but the whole cluster has 2"):
+        runs.submit_run(session, project.id, CONFIG, devices=3, cluster_devices=2)
+    with pytest.raises(PlatformError, match="devices: must be 1 to"):
+        runs.submit_run(session, project.id, CONFIG, devices=0)
+
+
+def test_status_moves_are_checked_in_one_place(session: Session, project) -> None:
+    run = runs.submit_run(session, project.id, CONFIG)
+    with pytest.raises(IllegalTransition, match="from QUEUED to RUNNING"):
+        runs.set_status(session, run, RunStatus.RUNNING)
+    runs.set_status(session, run, RunStatus.STARTING)
+    assert run.attempt == 1
+    runs.set_status(session, run, RunStatus.RUNNING)
+    assert run.started_at is not None
+    runs.set_status(session, run, RunStatus.SUCCEEDED)
+    assert run.ended_at is not None and run.progress == 1.0
+    with pytest.raises(IllegalTransition, match="none \\(final\\)"):
+        runs.set_status(session, run, RunStatus.QUEUED)
+
+
+def test_cancel_and_retry(session: Session, project) -> None:
+    run = runs.submit_run(session, project.id, CONFIG)
+    runs.request_cancel(session, run.id)
+    assert run.status == RunStatus.CANCELLED
+    with pytest.raises(Conflict, match="already ended"):
+        runs.request_cancel(session, run.id)
+    runs.retry_run(session, run.id)
+    assert run.status == RunStatus.QUEUED and run.ended_at is None
+    with pytest.raises(Conflict, match="only failed or cancelled"):
+        runs.retry_run(session, run.id)
+    runs.set_status(session, run, RunStatus.STARTING)
+    runs.set_status(session, run, RunStatus.FAILED, reason=FailureReason.KILLED, message="x")
+    assert run.failure_reason == FailureReason.KILLED
+
+
+def test_delete_project_refused_while_running_then_cascades(session: Session, project) -> None:
+    run = runs.submit_run(session, project.id, CONFIG)
+    runs.set_status(session, run, RunStatus.STARTING)
+    runlogs.ingest_lines(session, run, ["hello"])
+    session.commit()
+    with pytest.raises(Conflict, match="1 active run"):
+        projects.delete_project(session, project.id)
+    runs.set_status(session, run, RunStatus.CANCELLED)
+    projects.delete_project(session, project.id)
+    session.commit()
+    assert projects.list_projects(session) == []
+    assert runlogs.tail(session, run.id) == []
+
+
+def test_ingest_numbers_lines_and_extracts_metrics(session: Session, project) -> None:
+    run = runs.submit_run(session, project.id, CONFIG)
+    runs.set_status(session, run, RunStatus.STARTING)
+    lines = [
+        "starting",
+        format_event("progress", epoch=1, global_step=5, total_steps=20),
+        format_event("metrics", epoch=1, split="train", values={"loss": 1.5}, lr=0.01),
+        format_event("metrics", epoch=1, split="val", values={"loss": 1.0, "accuracy": 0.6}),
+        format_event("metrics", epoch=2, split="val", values={"loss": 0.8, "accuracy": 0.5}),
+    ]
+    out = runlogs.ingest_lines(session, run, lines[:2])
+    assert out.lines == 2 and run.progress == 0.25
+    runlogs.ingest_lines(session, run, lines[2:])
+    session.commit()
+    stored = runlogs.tail(session, run.id, 100)
+    assert [r.seq for r in stored] == [0, 1, 2, 3, 4]
+    assert [r.line for r in stored] == lines
+    assert [r.seq for r in runlogs.lines_after(session, run.id, 2)] == [3, 4]
+    assert [r.line for r in runlogs.tail(session, run.id, 2)] == lines[3:]
+    series = {(m.split, m.name, m.epoch): m.value for m in runlogs.metric_series(session, run.id)}
+    assert series[("train", "lr", 1)] == 0.01 and series[("val", "accuracy", 2)] == 0.5
+    assert run.best_metric == 0.6 and run.epoch == 2
+    assert run.log_lines == run.attempt_log_lines == 5
+
+
+def test_project_run_counts(session: Session, project) -> None:
+    runs.submit_run(session, project.id, CONFIG)
+    r = runs.submit_run(session, project.id, CONFIG)
+    runs.request_cancel(session, r.id)
+    session.commit()
+    counts = projects.run_counts(session, project.id)
+    assert counts["QUEUED"] == 1 and counts["CANCELLED"] == 1 and counts["RUNNING"] == 0
+
+
+def test_sqlite_file_is_in_wal_mode(tmp_path: Path) -> None:
+    from sqlalchemy import text
+
+    from trainyard.platform.db import make_engine
+
+    eng = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    with eng.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
