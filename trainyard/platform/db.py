@@ -36,8 +36,9 @@ def make_engine(url: str, echo: bool = False, search_path: str | None = None) ->
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     connect_args = {"options": f"-csearch_path={search_path}"} if search_path else {}
-    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20,
-                         connect_args=connect_args)
+    return create_engine(
+        url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=connect_args
+    )
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -104,6 +104,7 @@ class Run(SQLModel, table=True):
     submission_id: str | None = Field(default=None, index=True)
     node: str | None = None
     run_dir: str | None = None
+    cancel_requested: bool = False  # the control loop stops the Ray job, then CANCELLED
     failure_reason: FailureReason | None = None
     failure_message: str | None = None
     progress: float = 0.0  # 0..1 over the whole run

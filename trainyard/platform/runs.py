@@ -92,6 +92,7 @@ def set_status(
     if new == RunStatus.QUEUED:
         run.ended_at = None
         run.submission_id = None
+        run.cancel_requested = False
     if new.is_terminal():
         run.ended_at = now
     if new == RunStatus.SUCCEEDED:
@@ -136,13 +137,16 @@ def list_runs(
 
 
 def request_cancel(session: Session, run_id: int) -> Run:
-    """Cancel a queued run now; an active one is returned for the caller to stop on Ray."""
+    """Cancel a queued run now; flag an active one, which the control loop stops on Ray."""
     run = get_run(session, run_id, lock=True)
     status = RunStatus(run.status)
     if status.is_terminal():
         raise Conflict(f"run {run_id} already ended ({status})")
     if status == RunStatus.QUEUED:
         set_status(session, run, RunStatus.CANCELLED, message="cancelled while queued")
+    else:
+        run.cancel_requested = True  # the control loop stops the Ray job
+        session.add(run)
     return run
 
 

@@ -1,0 +1,876 @@
+"""Benchmark the trainer against baselines measured beside it, in the same run of this script.
+
+    .venv/bin/python bench/trainer.py --cifar ../shared/datasets/cifar10 [--only a,b] [--quick]
+
+(a) Data pipeline: the trainer's (scan, decode once into a uint8 cache, batched augmentation)
+    against torchvision `ImageFolder` + `DataLoader` with the same transforms (random crop with
+    padding 4, flip, normalise) and as many worker processes as the trainer has decode threads.
+    First epoch (decoding included) and cached epochs.
+(b) Training images/s: trainyard's `Trainer` against a minimal plain-PyTorch loop on the same
+    model, decoded images, batch size, threads and augmentation.
+(c) End to end against HuggingFace `transformers.Trainer` (PIL + torchvision per image in
+    DataLoader workers): images/s of wall time and test accuracy, same model, data, epochs,
+    optimizer, schedule and label smoothing.
+(d) The shipped CIFAR-10 config through the CLI: test accuracy and wall time.
+
+Both sides of a ratio run in this process (or its children), one after the other, with
+`torch.set_num_threads(--threads)`. Throughput figures are medians of --reps repetitions; the
+long accuracy runs (c, d) run once each. Before each measurement the script waits until no
+other process is using the CPUs, and it flags any figure that another process disturbed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+# Quiet, offline defaults, set before transformers is imported.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+import torch  # noqa: E402  (after the environment above)
+import torch.nn.functional as F  # noqa: E402
+
+from trainyard.trainer.augment import build_cpu_augment, resolve_params  # noqa: E402
+from trainyard.trainer.config import TrainConfig, read_config_file  # noqa: E402
+from trainyard.trainer.data import scan_dataset  # noqa: E402
+from trainyard.trainer.engine import Trainer  # noqa: E402
+from trainyard.trainer.events import EventWriter, parse_event  # noqa: E402
+from trainyard.trainer.image_cache import DecodedSplit, TensorBatches, decode_split  # noqa: E402
+from trainyard.trainer.models import create_model  # noqa: E402
+
+CIFAR_CONFIG = REPO / "configs" / "cifar10-resnet-small.yaml"
+DIGITS_CONFIG = REPO / "configs" / "digits-resnet-tiny.yaml"
+CLI_LIMIT_S = 7 * 60  # target (d): the whole CLI run, decoding and evaluation included
+QUIET_CORES = 0.15  # other processes using more than this are "busy"
+SPLITS = ("train", "val", "test")
+
+
+# ---- what is measured on -----------------------------------------------------------------
+
+
+@dataclass
+class Bench:
+    """One dataset with the recipe (a trainer config) the benchmark follows on it."""
+
+    name: str
+    root: Path
+    recipe: dict[str, Any]  # the config file as a dict, data.root replaced
+    cfg: TrainConfig
+
+    @property
+    def size(self) -> int:
+        return self.cfg.data.image_size or 32
+
+    @property
+    def batch_size(self) -> int:
+        return self.cfg.data.batch_size
+
+    @property
+    def workers(self) -> int:
+        return self.cfg.data.workers
+
+    @property
+    def aug(self) -> Any:
+        return resolve_params(self.cfg.augmentation.preset, self.cfg.augmentation.params)
+
+    def config(self, **sections: dict[str, Any]) -> TrainConfig:
+        """The recipe with some sections' fields replaced."""
+        raw = json.loads(json.dumps(self.recipe))
+        for name, fields in sections.items():
+            raw.setdefault(name, {}).update(fields)
+        return TrainConfig.from_dict(raw, source=f"{self.name} recipe")
+
+
+def load_bench(name: str, root: Path, config_path: Path) -> Bench:
+    raw = read_config_file(config_path)
+    raw["data"]["root"] = str(root)
+    return Bench(name, root, raw, TrainConfig.from_dict(raw, source=str(config_path)))
+
+
+def make_view(src: Path, dst: Path, per_class: dict[str, int | None]) -> Path:
+    """An ImageFolder of symlinks: at most `per_class[split]` images per class of each split
+    (None: all of them; a split missing from the dict is left out)."""
+    shutil.rmtree(dst, ignore_errors=True)
+    for split, limit in per_class.items():
+        if not (src / split).is_dir():
+            continue
+        for cls in sorted(p for p in (src / split).iterdir() if p.is_dir()):
+            out = dst / split / cls.name
+            out.mkdir(parents=True, exist_ok=True)
+            for f in sorted(cls.iterdir())[:limit]:
+                (out / f.name).symlink_to(f.resolve())
+    return dst
+
+
+def warm_page_cache(root: Path) -> None:
+    # Both sides read the same files; read them once first so neither pays for a cold disk.
+    for path in root.rglob("*"):
+        if path.is_file():
+            path.read_bytes()
+
+
+# ---- other processes on the machine ------------------------------------------------------
+
+
+def _proc_table() -> dict[int, tuple[int, int]]:
+    """pid -> (parent pid, CPU clock ticks used so far), from /proc."""
+    table = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue  # the process ended while we looked
+        fields = stat[stat.rfind(")") + 2 :].split()  # the name may hold spaces and ')'
+        table[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    return table
+
+
+def _foreign(table: dict[int, tuple[int, int]]) -> dict[int, int]:
+    """CPU ticks of every process that is not this one or one of its descendants."""
+    ours = {os.getpid()}
+    grew = True
+    while grew:
+        new = {pid for pid, (ppid, _) in table.items() if ppid in ours} - ours
+        ours |= new
+        grew = bool(new)
+    return {pid: ticks for pid, (_, ticks) in table.items() if pid not in ours}
+
+
+class ForeignLoad:
+    """Average CPU cores used by other processes while the `with` block runs (Linux /proc)."""
+
+    def __init__(self, period_s: float = 1.0) -> None:
+        self.period_s = period_s
+        self.cores = 0.0
+        self._stop = threading.Event()
+        self._ticks = 0
+        self._hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def _sample(self, prev: dict[int, int]) -> dict[int, int]:
+        now = _foreign(_proc_table())
+        self._ticks += sum(max(0, t - prev.get(pid, 0)) for pid, t in now.items())
+        return now
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.period_s):
+            self._prev = self._sample(self._prev)
+
+    def __enter__(self) -> ForeignLoad:
+        self._available = Path("/proc/self/stat").exists()
+        if self._available:
+            self._prev = _foreign(_proc_table())
+            self._thread = threading.Thread(target=self._watch, daemon=True)
+            self._thread.start()
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        wall = time.perf_counter() - self._t0
+        if self._available:
+            self._stop.set()
+            self._thread.join()
+            self._prev = self._sample(self._prev)
+            self.cores = self._ticks / self._hz / max(wall, 1e-9)
+
+
+def wait_for_quiet(max_wait_s: float) -> float:
+    """Wait until other processes have used < QUIET_CORES cores for 2 s in a row; returns the
+    seconds waited. Gives up (and says so) after `max_wait_s`."""
+    t0 = time.monotonic()
+    calm = 0
+    while calm < 2:
+        with ForeignLoad(period_s=10.0) as load:
+            time.sleep(1.0)
+        calm = calm + 1 if load.cores < QUIET_CORES else 0
+        if time.monotonic() - t0 > max_wait_s:
+            say(f"  ! other processes still use {load.cores:.1f} cores; measuring anyway")
+            break
+    return time.monotonic() - t0
+
+
+# ---- results -----------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    part: str
+    dataset: str
+    what: str
+    unit: str
+    trainer: float
+    baseline: float
+    baseline_name: str
+    ratio: float  # > 1: the trainer is better
+    target: float | None  # minimum ratio, None: for information
+    busy_cores: float = 0.0  # the most other processes used during the row's measurements
+    note: str = ""
+
+    @property
+    def met(self) -> bool | None:
+        return None if self.target is None else self.ratio >= self.target
+
+
+@dataclass
+class Report:
+    rows: list[Row] = field(default_factory=list)
+    checks: list[dict[str, Any]] = field(default_factory=list)  # (d): absolute targets
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, row: Row) -> None:
+        self.rows.append(row)
+        target = f" (target >= {row.target:g}x: {'met' if row.met else 'NOT met'})"
+        busy = f"  [other processes used {row.busy_cores:.1f} cores]" if busy_flag(row) else ""
+        say(
+            f"  => ({row.part}) {row.dataset} {row.what}: trainer {fmt(row.trainer)} {row.unit}, "
+            f"{row.baseline_name} {fmt(row.baseline)} {row.unit}, ratio {row.ratio:.2f}x"
+            f"{target if row.target is not None else ''}{busy}"
+        )
+
+
+def busy_flag(row: Row) -> bool:
+    return row.busy_cores >= QUIET_CORES
+
+
+def fmt(v: float) -> str:
+    if abs(v) < 1:
+        return f"{v:.4f}"
+    return f"{v:,.1f}" if abs(v) < 100 else f"{v:,.0f}"
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+class Measure:
+    """Repeated timings of one side; each `with m.once():` waits for quiet CPUs, then times."""
+
+    def __init__(self, max_wait_s: float) -> None:
+        self.max_wait_s = max_wait_s
+        self.busy_cores = 0.0
+
+    @contextlib.contextmanager
+    def once(self) -> Iterator[None]:
+        wait_for_quiet(self.max_wait_s)
+        with ForeignLoad() as load:
+            yield
+        self.busy_cores = max(self.busy_cores, load.cores)
+
+
+# ---- (a) data pipeline -------------------------------------------------------------------
+
+
+def trainer_pipeline(b: Bench, epochs: int, seed: int) -> list[float]:
+    """Seconds per epoch of the trainer's pipeline; the first includes scanning and decoding."""
+    aug = b.aug
+    lm = create_model(b.cfg.model.name, ["x", "y"], b.cfg.data.image_size)
+    augment = build_cpu_augment(aug, torch.tensor(lm.mean), torch.tensor(lm.std))
+    times = []
+    t0 = time.perf_counter()
+    scan = scan_dataset(b.root)
+    train = decode_split(scan.splits["train"], lm.image_size, b.workers, "fail")
+    batches = TensorBatches(train.images, train.labels, b.batch_size, True, True, seed)
+    for epoch in range(1, epochs + 1):
+        batches.epoch = epoch
+        for x, _ in batches:
+            augment(x)
+        t1 = time.perf_counter()
+        times.append(t1 - t0)
+        t0 = t1
+    return times
+
+
+def torchvision_transforms(b: Bench, size: int, native: int, train: bool) -> Any:
+    import torchvision.transforms as T
+
+    lm = create_model(b.cfg.model.name, ["x", "y"], size)
+    ops: list[Any] = [T.Resize((size, size))] if size != native else []
+    aug = b.aug
+    if train:
+        pad = max(1, round(aug.translate * size)) if aug.translate > 0 else 0
+        if pad:
+            ops.append(T.RandomCrop(size, padding=pad))
+        if aug.hflip > 0:
+            ops.append(T.RandomHorizontalFlip(aug.hflip))
+    ops += [T.ToTensor(), T.Normalize(lm.mean, lm.std)]
+    return T.Compose(ops)
+
+
+def native_size(root: Path) -> int:
+    from PIL import Image
+
+    first = next(p for p in sorted((root / "train").rglob("*")) if p.is_file())
+    with Image.open(first) as im:
+        return max(im.size)
+
+
+def torchvision_pipeline(b: Bench, epochs: int, seed: int) -> list[float]:
+    """Seconds per epoch of ImageFolder + DataLoader; the first includes starting the workers."""
+    from torchvision.datasets import ImageFolder
+
+    transform = torchvision_transforms(b, b.size, native_size(b.root), train=True)
+    times = []
+    t0 = time.perf_counter()
+    ds = ImageFolder(str(b.root / "train"), transform=transform)
+    loader = torch.utils.data.DataLoader(
+        ds,
+        batch_size=b.batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=b.workers,
+        persistent_workers=b.workers > 0,  # later epochs do not pay for starting workers
+        generator=torch.Generator().manual_seed(seed),
+    )
+    for _ in range(epochs):
+        for _batch in loader:
+            pass
+        t1 = time.perf_counter()
+        times.append(t1 - t0)
+        t0 = t1
+    del loader  # stops the persistent workers
+    return times
+
+
+def part_a(b: Bench, args: argparse.Namespace, report: Report, epochs: int) -> None:
+    say(f"(a) data pipeline on {b.name}: {epochs} epochs per repetition, {args.reps} repetitions")
+    warm_page_cache(b.root / "train")
+    ours, theirs = Measure(args.max_wait_s), Measure(args.max_wait_s)
+    t_ours: list[list[float]] = []
+    t_theirs: list[list[float]] = []
+    for rep in range(args.reps):
+        with ours.once():
+            t_ours.append(trainer_pipeline(b, epochs, rep))
+        with theirs.once():
+            t_theirs.append(torchvision_pipeline(b, epochs, rep))
+        say(
+            f"  rep {rep + 1}: trainer {' '.join(f'{t:.2f}s' for t in t_ours[-1])}; "
+            f"ImageFolder+DataLoader {' '.join(f'{t:.2f}s' for t in t_theirs[-1])}"
+        )
+    busy = max(ours.busy_cores, theirs.busy_cores)
+    first_o = statistics.median(t[0] for t in t_ours)
+    first_t = statistics.median(t[0] for t in t_theirs)
+    cached_o = statistics.median(s for t in t_ours for s in t[1:])
+    cached_t = statistics.median(s for t in t_theirs for s in t[1:])
+    name = f"ImageFolder+DataLoader({b.workers} workers)"
+    for what, o, t, target in (
+        ("first epoch (decode included)", first_o, first_t, 1.3),
+        ("cached epoch", cached_o, cached_t, 5.0),
+    ):
+        report.add(Row("a", b.name, what, "s", o, t, name, t / o, target, busy))
+    report.details[f"a/{b.name}"] = {"trainer_s": t_ours, "torchvision_s": t_theirs}
+
+
+# ---- (b) training loop -------------------------------------------------------------------
+
+
+def fast_crop_flip(aug: Any, mean: torch.Tensor, std: torch.Tensor) -> Callable[..., Any]:
+    """Pad-crop and flip a uint8 batch with two gathers (the flip reverses the column index),
+    then normalise: what a hand-written loop over a decoded cache would do."""
+    scale = (1.0 / (255.0 * std)).view(1, -1, 1, 1)
+    shift = (mean / std).view(1, -1, 1, 1)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        pad = max(1, round(aug.translate * min(h, w))) if aug.translate > 0 else 0
+        if pad:
+            x = F.pad(x, (pad, pad, pad, pad))
+        dy = torch.randint(0, 2 * pad + 1, (b,))
+        dx = torch.randint(0, 2 * pad + 1, (b,))
+        rows = (dy[:, None] + torch.arange(h))[:, None, :, None]  # [B,1,H,1]
+        x = x.gather(2, rows.expand(b, c, h, x.shape[-1]))  # [B,C,H,W+2p]
+        cols = dx[:, None] + torch.arange(w)  # [B,W]
+        flip = torch.rand(b) < aug.hflip
+        cols = torch.where(flip[:, None], cols.flip(1), cols)
+        x = x.gather(3, cols[:, None, None, :].expand(b, c, h, w))  # [B,C,H,W]
+        return x.float().mul_(scale).sub_(shift)
+
+    return run
+
+
+def plain_loop(
+    b: Bench, data: DecodedSplit, classes: list[str], epochs: int, augment_kind: str, seed: int
+) -> tuple[int, float]:
+    """A minimal training loop: (images trained on, seconds in the loop)."""
+    torch.manual_seed(seed)
+    lm = create_model(b.cfg.model.name, classes, b.cfg.data.image_size)
+    model = lm.model
+    mean, std = torch.tensor(lm.mean), torch.tensor(lm.std)
+    if augment_kind == "trainer":
+        augment = build_cpu_augment(b.aug, mean, std)
+    else:
+        augment = fast_crop_flip(b.aug, mean, std)
+    o = b.cfg.optimizer
+    opt = torch.optim.AdamW(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+    bs = b.batch_size
+    steps = len(data.labels) // bs
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=o.lr, total_steps=steps * epochs)
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=b.cfg.loss.label_smoothing)
+    g = torch.Generator().manual_seed(seed)
+    model.train()
+    seconds = 0.0
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        order = torch.randperm(len(data.labels), generator=g)
+        for s in range(steps):
+            idx = order[s * bs : (s + 1) * bs]
+            x, y = augment(data.images[idx]), data.labels[idx]
+            loss = loss_fn(model(pixel_values=x).logits, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        seconds += time.perf_counter() - t0
+    return steps * bs * epochs, seconds
+
+
+def run_trainer(cfg: TrainConfig, run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """trainyard's Trainer in this process: (results, events)."""
+    stream = io.StringIO()
+    results = Trainer(cfg, run_dir, events=EventWriter(stream)).run()
+    events = [e for e in map(parse_event, stream.getvalue().splitlines()) if e]
+    return results, events
+
+
+def trainer_loop(
+    b: Bench, view: Path, cache: Path, run_dir: Path, epochs: int
+) -> tuple[int, float]:
+    """(images trained on, seconds in the loop) from the trainer's own progress events."""
+    cfg = b.config(
+        data={"root": str(view), "cache": "disk", "cache_dir": str(cache)},
+        loop={"epochs": epochs, "threads": torch.get_num_threads(), "progress_interval_s": 1e9},
+        checkpoint={"save_best": False},
+    )
+    _, events = run_trainer(cfg, run_dir)
+    last: dict[int, dict[str, Any]] = {}
+    for e in events:
+        if e["event"] == "progress":
+            last[e["epoch"]] = e  # the last one of an epoch covers the whole epoch
+    images = sum(e["step"] * b.batch_size for e in last.values())
+    seconds = sum(e["step"] * b.batch_size / e["images_per_s"] for e in last.values())
+    return images, seconds
+
+
+def part_b(b: Bench, args: argparse.Namespace, report: Report, work: Path, epochs: int) -> None:
+    say(f"(b) training loop on {b.name}: {epochs} epochs per repetition, {args.reps} repetitions")
+    # train/ in full; a small val/ and no test/, so the trainer's run is mostly training.
+    view = make_view(b.root, work / f"b-{b.name}", {"train": None, "val": 20})
+    cache = work / "cache"
+    scan = scan_dataset(view)
+    data = decode_split(scan.splits["train"], b.size, b.workers, "fail", str(cache))
+    sides = {
+        "trainer": Measure(args.max_wait_s),
+        "plain": Measure(args.max_wait_s),
+        "plain-gather": Measure(args.max_wait_s),
+    }
+    rates: dict[str, list[float]] = {k: [] for k in sides}
+    for rep in range(args.reps):
+        for side, m in sides.items():
+            with m.once():
+                if side == "trainer":
+                    n, s = trainer_loop(b, view, cache, work / f"b-run-{b.name}-{rep}", epochs)
+                else:
+                    kind = "trainer" if side == "plain" else "gather"
+                    n, s = plain_loop(b, data, scan.classes, epochs, kind, rep)
+            rates[side].append(n / s)
+        shown = ", ".join(f"{k} {v[-1]:.0f}" for k, v in rates.items())
+        say(f"  rep {rep + 1}: images/s {shown}")
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    report.add(
+        Row(
+            "b",
+            b.name,
+            "train images/s, same augmentation code",
+            "img/s",
+            med["trainer"],
+            med["plain"],
+            "plain loop (trainer's augment)",
+            med["trainer"] / med["plain"],
+            0.97,
+            max(sides["trainer"].busy_cores, sides["plain"].busy_cores),
+        )
+    )
+    report.add(
+        Row(
+            "b",
+            b.name,
+            "train images/s, plain loop with its own gather crop+flip",
+            "img/s",
+            med["trainer"],
+            med["plain-gather"],
+            "plain loop (gather crop+flip)",
+            med["trainer"] / med["plain-gather"],
+            0.97,
+            max(sides["trainer"].busy_cores, sides["plain-gather"].busy_cores),
+        )
+    )
+    report.details[f"b/{b.name}"] = {"images_per_s": rates, "epochs": epochs}
+
+
+# ---- (c) against HuggingFace Trainer -----------------------------------------------------
+
+
+class PilImageFolder(torch.utils.data.Dataset[dict[str, Any]]):
+    """The usual HF image-classification dataset: PIL decode + torchvision transforms."""
+
+    def __init__(self, root: Path, transform: Any) -> None:
+        from torchvision.datasets import ImageFolder
+
+        self.samples = ImageFolder(str(root)).samples
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        from PIL import Image
+
+        path, label = self.samples[i]
+        with Image.open(path) as im:
+            return {"pixel_values": self.transform(im.convert("RGB")), "labels": label}
+
+
+def comparable_schedule(b: Bench, epochs: int) -> tuple[dict[str, Any], str, float]:
+    """A schedule both trainers implement: (trainyard schedule, HF lr_scheduler_type, warm-up
+    epochs). onecycle (warm-up 25%, linear decay) becomes linear with a 25% warm-up."""
+    s = b.cfg.schedule
+    if s.name in ("cosine", "linear", "constant") and s.min_lr_ratio == 0:
+        warm = s.warmup_epochs if s.warmup_epochs < epochs else 0.0
+        hf = {"constant": "constant_with_warmup"}.get(s.name, s.name)
+        return {"name": s.name, "warmup_epochs": warm}, hf, warm
+    warm = epochs / 4
+    return {"name": "linear", "warmup_epochs": warm, "min_lr_ratio": 0.0}, "linear", warm
+
+
+def hf_run(b: Bench, root: Path, epochs: int, workers: int, out: Path) -> dict[str, Any]:
+    from transformers import Trainer as HFTrainer
+    from transformers import TrainingArguments
+    from transformers.trainer_callback import PrinterCallback
+
+    native = native_size(root)
+    _, hf_schedule, warm_epochs = comparable_schedule(b, epochs)
+    t0 = time.perf_counter()
+    train = PilImageFolder(root / "train", torchvision_transforms(b, b.size, native, True))
+    evaluate = torchvision_transforms(b, b.size, native, False)
+    val = PilImageFolder(root / "val", evaluate)
+    test = PilImageFolder(root / "test", evaluate)
+    classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+    torch.manual_seed(0)
+    model = create_model(b.cfg.model.name, classes, b.cfg.data.image_size).model
+    steps_per_epoch = -(-len(train) // b.batch_size)
+    o = b.cfg.optimizer
+    args = TrainingArguments(
+        output_dir=str(out),
+        per_device_train_batch_size=b.batch_size,
+        per_device_eval_batch_size=b.cfg.data.eval_batch_size or 2 * b.batch_size,
+        num_train_epochs=epochs,
+        learning_rate=o.lr,
+        weight_decay=o.weight_decay,
+        adam_beta1=o.betas[0],
+        adam_beta2=o.betas[1],
+        optim="adamw_torch",
+        lr_scheduler_type=hf_schedule,
+        warmup_steps=round(warm_epochs * steps_per_epoch),
+        label_smoothing_factor=b.cfg.loss.label_smoothing,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        save_total_limit=1,
+        load_best_model_at_end=True,  # like trainyard: test the best epoch on val
+        metric_for_best_model="accuracy",
+        logging_strategy="epoch",
+        dataloader_num_workers=workers,
+        dataloader_persistent_workers=workers > 0,
+        use_cpu=True,
+        report_to="none",
+        disable_tqdm=True,
+        seed=0,
+    )
+
+    def accuracy(pred: Any) -> dict[str, float]:
+        return {"accuracy": float((pred.predictions.argmax(-1) == pred.label_ids).mean())}
+
+    trainer = HFTrainer(
+        model=model, args=args, train_dataset=train, eval_dataset=val, compute_metrics=accuracy
+    )
+    trainer.remove_callback(PrinterCallback)
+    threads = torch.get_num_threads()
+    out_train = trainer.train()
+    test_metrics = trainer.evaluate(test, metric_key_prefix="test")
+    wall = time.perf_counter() - t0
+    return {
+        "wall_s": wall,
+        "images": epochs * len(train),
+        "test_accuracy": test_metrics["test_accuracy"],
+        "hf_train_samples_per_second": out_train.metrics.get("train_samples_per_second"),
+        "torch_threads": threads,
+        "workers": workers,
+    }
+
+
+def trainyard_run(b: Bench, root: Path, epochs: int, run_dir: Path) -> dict[str, Any]:
+    schedule, _, _ = comparable_schedule(b, epochs)
+    cfg = b.config(
+        data={"root": str(root), "cache": "memory"},
+        schedule=schedule,
+        loop={"epochs": epochs, "threads": torch.get_num_threads(), "progress_interval_s": 30},
+    )
+    t0 = time.perf_counter()
+    results, events = run_trainer(cfg, run_dir)
+    wall = time.perf_counter() - t0
+    start = next(e for e in events if e["event"] == "start")
+    return {
+        "wall_s": wall,
+        "images": epochs * start["steps_per_epoch"] * b.batch_size,
+        "test_accuracy": results["test"]["metrics"]["accuracy"],
+        "best_epoch": results["best_epoch"],
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def part_c(
+    b: Bench, args: argparse.Namespace, report: Report, work: Path, epochs: int, target: bool
+) -> None:
+    try:
+        import accelerate  # noqa: F401  (transformers.Trainer needs it on PyTorch)
+    except ImportError:
+        say("(c) skipped: transformers.Trainer needs accelerate: pip install 'accelerate>=1.1'")
+        return
+    workers = b.workers if args.hf_workers is None else args.hf_workers
+    say(f"(c) against transformers.Trainer on {b.name}: {epochs} epochs, one run each")
+    ours, theirs = Measure(args.max_wait_s), Measure(args.max_wait_s)
+    with ours.once():
+        t = trainyard_run(b, b.root, epochs, work / f"c-trainyard-{b.name}")
+    say(f"  trainyard: {t}")
+    with theirs.once():
+        h = hf_run(b, b.root, epochs, workers, work / f"c-hf-{b.name}")
+    say(f"  transformers.Trainer: {h}")
+    busy = max(ours.busy_cores, theirs.busy_cores)
+    rate_t, rate_h = t["images"] / t["wall_s"], h["images"] / h["wall_s"]
+    name = f"transformers.Trainer ({workers} workers)"
+    report.add(
+        Row(
+            "c",
+            b.name,
+            f"images/s of wall time, {epochs} epochs",
+            "img/s",
+            rate_t,
+            rate_h,
+            name,
+            rate_t / rate_h,
+            2.0 if target else None,
+            busy,
+        )
+    )
+    acc_t, acc_h = t["test_accuracy"], h["test_accuracy"]
+    report.add(
+        Row(
+            "c",
+            b.name,
+            f"test accuracy after {epochs} epochs",
+            "",
+            acc_t,
+            acc_h,
+            name,
+            acc_t / acc_h,
+            1.0 if target else None,
+            busy,
+            note="one run each",
+        )
+    )
+    report.details[f"c/{b.name}"] = {"trainyard": t, "transformers": h}
+
+
+# ---- (d) the shipped config through the CLI ----------------------------------------------
+
+
+def part_d(
+    b: Bench, config: Path, args: argparse.Namespace, report: Report, work: Path, quick: bool
+) -> None:
+    run_dir = work / "d-cli"
+    cmd = [
+        sys.executable,
+        "-m",
+        "trainyard.trainer",
+        "--config",
+        str(config),
+        "--run-dir",
+        str(run_dir),
+        "--set",
+        f"data.root={b.root}",
+    ]
+    if quick:
+        cmd += ["--set", "loop.epochs=1"]
+    say(f"(d) the CLI: {' '.join(cmd)}")
+    m = Measure(args.max_wait_s)
+    log = work / "d-cli.log"
+    with m.once(), log.open("w") as f:
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO, check=False)
+        wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        tail = log.read_text().splitlines()[-20:]
+        raise SystemExit(f"(d) the CLI failed ({proc.returncode}):\n" + "\n".join(tail))
+    results = json.loads((run_dir / "results.json").read_text())
+    acc = results["test"]["metrics"]["accuracy"]
+    checks = [
+        ("test accuracy", acc, 0.75, acc >= 0.75),
+        ("wall time s", wall, CLI_LIMIT_S, wall <= CLI_LIMIT_S),
+    ]
+    for what, value, limit, ok in checks:
+        rel = ">=" if what == "test accuracy" else "<="
+        report.checks.append(
+            {
+                "part": "d",
+                "dataset": b.name,
+                "what": what,
+                "value": value,
+                "target": f"{rel} {limit:g}",
+                "met": None if quick else ok,
+                "busy_cores": m.busy_cores,
+            }
+        )
+        verdict = "quick run, not judged" if quick else ("met" if ok else "NOT met")
+        say(f"  => (d) {b.name} {what}: {fmt(value)} (target {rel} {limit:g}: {verdict})")
+    report.details["d"] = {
+        "command": cmd,
+        "wall_s": wall,
+        "best_epoch": results["best_epoch"],
+        "best_val": results["best_val"],
+        "test": results["test"]["metrics"],
+        "busy_cores": m.busy_cores,
+    }
+
+
+# ---- main --------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--cifar", type=Path, required=True, help="CIFAR-10 as an ImageFolder")
+    p.add_argument(
+        "--digits",
+        type=Path,
+        default=REPO / "datasets" / "digits",
+        help="the digits demo dataset (`make demo-data`)",
+    )
+    p.add_argument("--only", default="a,b,c,d", help="parts to run, e.g. a,b")
+    p.add_argument("--quick", action="store_true", help="small subsets, one epoch: smoke test")
+    p.add_argument("--reps", type=int, default=3, help="repetitions of each throughput figure")
+    p.add_argument("--threads", type=int, default=2, help="torch threads, both sides")
+    p.add_argument("--cifar-config", type=Path, default=CIFAR_CONFIG)
+    p.add_argument("--digits-config", type=Path, default=DIGITS_CONFIG)
+    p.add_argument("--c-epochs", type=int, default=3, help="epochs of each (c) run on CIFAR-10")
+    p.add_argument(
+        "--hf-workers", type=int, default=None, help="HF DataLoader workers (default: data.workers)"
+    )
+    p.add_argument(
+        "--max-wait-s", type=float, default=120.0, help="longest wait for quiet CPUs per figure"
+    )
+    p.add_argument("--work-dir", type=Path, default=None, help="keep runs here (default: temp)")
+    p.add_argument("--json", type=Path, default=None, help="write all figures here")
+    args = p.parse_args(argv)
+    args.parts = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(args.parts) - set("abcd")
+    if unknown:
+        p.error(f"--only: unknown parts {sorted(unknown)}; choose from a, b, c, d")
+    for name, path in (("--cifar", args.cifar), ("--digits", args.digits)):
+        if not (path / "train").is_dir():
+            hint = " (make demo-data)" if name == "--digits" else ""
+            p.error(f"{name}: {path} has no train/ folder{hint}")
+    return args
+
+
+def print_table(report: Report) -> None:
+    say("\n| part | dataset | figure | trainyard | baseline | baseline value | ratio | target |")
+    say("|---|---|---|---|---|---|---|---|")
+    for r in report.rows:
+        target = "-" if r.target is None else f">= {r.target:g}x {'met' if r.met else 'NOT met'}"
+        busy = " (busy*)" if busy_flag(r) else ""
+        say(
+            f"| {r.part} | {r.dataset} | {r.what} | {fmt(r.trainer)} {r.unit} | "
+            f"{r.baseline_name} | {fmt(r.baseline)} {r.unit} | {r.ratio:.2f}x{busy} | {target} |"
+        )
+    for c in report.checks:
+        met = {True: "met", False: "NOT met", None: "not judged"}[c["met"]]
+        say(
+            f"| {c['part']} | {c['dataset']} | CLI {c['what']} | {fmt(c['value'])} | - | - | - "
+            f"| {c['target']} {met} |"
+        )
+    if any(busy_flag(r) for r in report.rows):
+        say("* another process used the CPUs during that figure; rerun on an idle machine")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    started = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        if args.work_dir:
+            work = args.work_dir.resolve()
+            work.mkdir(parents=True, exist_ok=True)
+        else:
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
+        cifar_root, digits_root = args.cifar.resolve(), args.digits.resolve()
+        if args.quick:
+            limits = {"train": 200, "val": 50, "test": 100}
+            cifar_root = make_view(cifar_root, work / "cifar-quick", limits)
+        cifar = load_bench("cifar10", cifar_root, args.cifar_config)
+        digits = load_bench("digits", digits_root, args.digits_config)
+        say(
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+            f"{os.cpu_count()} CPUs, CUDA {'available' if torch.cuda.is_available() else 'no'}"
+            f"{', quick mode' if args.quick else ''}"
+        )
+        report = Report()
+        if "a" in args.parts:
+            part_a(cifar, args, report, epochs=3 if not args.quick else 2)
+            part_a(digits, args, report, epochs=6)
+        if "b" in args.parts:
+            part_b(cifar, args, report, work, epochs=1)
+            part_b(digits, args, report, work, epochs=5)
+        if "c" in args.parts:
+            part_c(cifar, args, report, work, 1 if args.quick else args.c_epochs, target=True)
+            digits_epochs = digits.cfg.loop.epochs
+            part_c(digits, args, report, work, 1 if args.quick else digits_epochs, target=False)
+        if "d" in args.parts:
+            part_d(cifar, args.cifar_config, args, report, work, args.quick)
+        print_table(report)
+        say(f"benchmark wall time: {time.monotonic() - started:.0f}s")
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            payload = {
+                "date": time.strftime("%Y-%m-%d"),
+                "torch": torch.__version__,
+                "threads": args.threads,
+                "quick": args.quick,
+                "rows": [asdict(r) | {"met": r.met} for r in report.rows],
+                "checks": report.checks,
+                "details": report.details,
+            }
+            args.json.write_text(json.dumps(payload, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
