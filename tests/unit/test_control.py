@@ -201,3 +201,13 @@ def test_cpu_only_cluster_counts_cpu_slots(engine, tmp_path) -> None:  # type: i
     assert len(plane.schedule()) == 2  # 4 CPUs / 2 threads per run
     req = next(iter(fake.jobs.values())).req
     assert req.num_gpus == 0 and req.num_cpus == 2
+
+
+def test_a_queued_run_larger_than_the_cluster_fails_instead_of_blocking(
+    engine, plane, fake
+) -> None:  # type: ignore[no-untyped-def]
+    (big,) = submit(engine, devices=3, priority=5)
+    (small,) = submit(engine)
+    assert plane.schedule() == [small]
+    run = get(engine, big)
+    assert run.status == RunStatus.FAILED and run.failure_reason == FailureReason.UNSATISFIABLE

@@ -137,3 +137,42 @@ def test_sqlite_file_is_in_wal_mode(tmp_path: Path) -> None:
     with eng.connect() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+
+
+def test_datasets_are_confined_to_the_datasets_root(
+    session: Session, project, make_dataset, tmp_path: Path
+) -> None:
+    from trainyard.platform import datasets
+
+    root = make_dataset(per_class=3)  # tmp_path/ds
+    ds = datasets.register_dataset(session, project.id, "shapes", "ds", tmp_path)
+    assert ds.path == "ds" and ds.scan["classes"] == ["a", "b", "c"]
+    assert ds.scan["counts"]["train"] == [3, 3, 3] and ds.scan["unreadable"] == []
+    assert ds.scan["sizes"] == [{"width": 16, "height": 16, "count": 27}]
+    with pytest.raises(Conflict, match="already has a dataset named 'shapes'"):
+        datasets.register_dataset(session, project.id, "shapes", str(root), tmp_path)
+    for outside in ("/etc", "../..", str(tmp_path.parent)):
+        with pytest.raises(PlatformError, match="outside the datasets root"):
+            datasets.register_dataset(session, project.id, "x", outside, tmp_path)
+    (root / "train" / "a" / "000.png").write_bytes(b"")
+    ds = datasets.rescan_dataset(session, ds.id, tmp_path)
+    assert ds.scan["unreadable"] == [{"path": "train/a/000.png", "problem": "empty file (0 bytes)"}]
+    with pytest.raises(PlatformError, match="has no train/ folder"):
+        datasets.register_dataset(session, project.id, "y", "ds/train/a", tmp_path)
+
+
+def test_configs_are_validated_and_versioned(session: Session, project) -> None:
+    from trainyard.platform import configs
+
+    with pytest.raises(PlatformError, match="optimizer.lr"):
+        configs.save_config(session, project.id, "c", {**CONFIG, "optimizer": {"lr": 0}})
+    v1 = configs.save_config(session, project.id, "c", CONFIG)
+    v2 = configs.save_config(session, project.id, "c", {**CONFIG, "loop": {"epochs": 5}})
+    configs.save_config(session, project.id, "other", CONFIG)
+    assert (v1.version, v2.version) == (1, 2)
+    latest = configs.list_configs(session, project.id)
+    assert [(c.name, c.version) for c in latest] == [("c", 2), ("other", 1)]
+    assert latest[0].body["loop"]["epochs"] == 5
+    configs.create_group(session, project.id, "baselines")
+    with pytest.raises(Conflict):
+        configs.create_group(session, project.id, "baselines")

@@ -139,9 +139,22 @@ class ControlPlane:
         submitted: list[int] = []
         with Session(self.engine, expire_on_commit=False) as s:
             used = sum(r.devices for r in runs.active_runs(s))
+            queued = runs.queued_runs(s)
+            for r in [r for r in queued if r.devices > total]:
+                # Queued before the cluster shrank (or submitted without a capacity check):
+                # it can never start, and would block everything behind it.
+                runs.set_status(
+                    s,
+                    r,
+                    RunStatus.FAILED,
+                    reason=FailureReason.UNSATISFIABLE,
+                    message=f"asks for {r.devices} devices; the cluster has {total}",
+                )
+                s.commit()
             queue = [
                 QueuedRun(r.id, r.priority, r.devices)  # type: ignore[arg-type]
-                for r in runs.queued_runs(s)
+                for r in queued
+                if r.devices <= total
             ]
             for run_id in plan_submissions(queue, total - used):
                 run = runs.get_run(s, run_id, lock=True)

@@ -26,7 +26,7 @@ TERMINAL = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED
 # Every legal move. QUEUED again from STARTING/RUNNING is an automatic retry of a failed
 # attempt; from FAILED/CANCELLED it is the user's "retry". SUCCEEDED is final.
 ALLOWED: dict[RunStatus, frozenset[RunStatus]] = {
-    RunStatus.QUEUED: frozenset({RunStatus.STARTING, RunStatus.CANCELLED}),
+    RunStatus.QUEUED: frozenset({RunStatus.STARTING, RunStatus.CANCELLED, RunStatus.FAILED}),
     RunStatus.STARTING: frozenset(
         {
             RunStatus.RUNNING,
