@@ -29,6 +29,9 @@ class Settings:
     """Ray cluster to join; empty starts an embedded local head."""
     num_gpus: int | None = None
     """GPUs the embedded Ray head advertises; None detects them."""
+    threads_per_run: int = 2
+    """torch CPU threads per training run (Ray sets OMP_NUM_THREADS=1 otherwise). On a CPU-only
+    cluster a run also books this many CPUs, which sets how many run at once."""
     host: str = "127.0.0.1"
     port: int = 7860
     log_level: str = "INFO"

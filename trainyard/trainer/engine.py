@@ -230,6 +230,8 @@ class Trainer:
             image_size=self.size,
             start_epoch=start_epoch,
             version=meta.get("trainyard_version"),
+            pid=os.getpid(),
+            cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
         )
         self.out.say(
             f"training {cfg.model.name} ({count_parameters(model) / 1e6:.2f}M params) on "

@@ -7,7 +7,8 @@ A reader must ignore unknown events and unknown fields.
 
 | event        | fields                                                                       |
 |--------------|------------------------------------------------------------------------------|
-| `start`      | run_dir, model, params, device, classes, train_size, val_size, epochs, ...  |
+| `start`      | run_dir, model, params, device, classes, train_size, val_size, epochs, pid, |
+|              | cuda_visible_devices, start_epoch, steps_per_epoch, image_size, version      |
 | `resume`     | epoch (the last finished one), checkpoint                                    |
 | `progress`   | epoch, epochs, step, steps_per_epoch, global_step, total_steps, loss, lr,    |
 |              | images_per_s, eta_s                                                          |

@@ -1,0 +1,165 @@
+"""Control-plane benchmark: database at scale, and the cost of going through Ray.
+
+    python bench/platform.py [--db-url URL] [--runs 10000] [--lines 1000000] [--ray]
+
+Part A (database, always): log ingestion lines/s through `runlogs.ingest_lines` (batched)
+against one commit per line (the naive baseline, measured on a sample); with RUNS runs and
+LINES log lines stored, the run-list query and the last 200 lines of one run, against a naive
+read of the whole log. Part B (`--ray`): time from submit to the first training step and to
+completion, through the queue and a Ray job, against starting the trainer directly with the
+same config, on a warm local Ray cluster. Every figure is the median of several repetitions;
+both sides of each ratio are measured in the same run.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a script, this file's folder comes first on sys.path, and its name shadows the
+# standard `platform` module that SQLAlchemy, torch and Ray import: put the repo root there.
+REPO = Path(__file__).resolve().parent.parent
+sys.path[0] = str(REPO)
+
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+
+from sqlalchemy import insert  # noqa: E402
+from sqlmodel import Session, col, select  # noqa: E402
+
+from trainyard.platform import projects, runlogs, runs  # noqa: E402
+from trainyard.platform.db import make_engine, migrate  # noqa: E402
+from trainyard.platform.models import Run, RunLog, utcnow  # noqa: E402
+from trainyard.platform.status import RunStatus  # noqa: E402
+
+CONFIG = {"data": {"root": "datasets/digits"}, "loop": {"epochs": 2}}
+
+
+def median_time(fn: Callable[[], object], repeat: int = 5) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench_database(url: str, n_runs: int, n_lines: int) -> dict[str, float]:
+    engine = make_engine(url)
+    migrate(engine)
+    with Session(engine) as s:
+        project = projects.create_project(s, f"bench-{time.time_ns()}")
+        s.commit()
+        pid = project.id
+        assert pid is not None
+        # 10,000 runs, inserted in bulk (their creation is not what is measured).
+        now = utcnow()
+        s.execute(
+            insert(Run),
+            [
+                {
+                    "project_id": pid,
+                    "name": f"run {i}",
+                    "config": CONFIG,
+                    "status": RunStatus.SUCCEEDED,
+                    "priority": 0,
+                    "devices": 1,
+                    "max_retries": 0,
+                    "attempt": 1,
+                    "progress": 1.0,
+                    "log_lines": 0,
+                    "attempt_log_lines": 0,
+                    "created_at": now,
+                    "cancel_requested": False,
+                }
+                for i in range(n_runs)
+            ],
+        )
+        s.commit()
+        target = runs.submit_run(s, pid, CONFIG)
+        runs.set_status(s, target, RunStatus.STARTING)
+        s.commit()
+        line = "epoch 3/10  step 120/351  loss 0.4321  lr 1.00e-03  1170 img/s  ETA 4m12s"
+
+        # Baseline: one commit per line, on a sample (it is ~100x slower).
+        sample = 2000
+        t0 = time.perf_counter()
+        for i in range(sample):
+            s.add(RunLog(run_id=target.id, seq=10**9 + i, line=line))  # type: ignore[arg-type]
+            s.commit()
+        naive_rate = sample / (time.perf_counter() - t0)
+        s.execute(RunLog.__table__.delete().where(col(RunLog.seq) >= 10**9))  # type: ignore[attr-defined]
+        s.commit()
+
+        # Batched ingestion, as the follower does it: 5,000 lines per transaction.
+        batch = [line] * 5000
+        t0 = time.perf_counter()
+        for _ in range(n_lines // len(batch)):
+            runlogs.ingest_lines(s, target, batch)
+            s.commit()
+        ingest_rate = n_lines / (time.perf_counter() - t0)
+
+        list_s = median_time(lambda: runs.list_runs(s, pid, limit=200))
+        count_s = median_time(lambda: projects.run_counts(s, pid))
+        tail_s = median_time(lambda: runlogs.tail(s, target.id, 200))  # type: ignore[arg-type]
+
+        def naive_tail() -> object:
+            rows = s.exec(
+                select(RunLog).where(RunLog.run_id == target.id).order_by(col(RunLog.seq))
+            ).all()
+            return rows[-200:]
+
+        naive_tail_s = median_time(naive_tail, repeat=3)
+    engine.dispose()
+    return {
+        "naive_lines_per_s": naive_rate,
+        "ingest_lines_per_s": ingest_rate,
+        "run_list_ms": list_s * 1e3,
+        "run_counts_ms": count_s * 1e3,
+        "tail_200_ms": tail_s * 1e3,
+        "naive_tail_ms": naive_tail_s * 1e3,
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--db-url", help="default: a temporary SQLite file")
+    p.add_argument("--runs", type=int, default=10_000)
+    p.add_argument("--lines", type=int, default=1_000_000)
+    p.add_argument("--ray", action="store_true", help="also measure submit-to-first-step")
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        url = args.db_url or f"sqlite:///{tmp}/bench.db"
+        print(f"database: {url.split('@')[-1]}; {args.runs} runs, {args.lines} log lines")
+        r = bench_database(url, args.runs, args.lines)
+    print(
+        f"log ingestion: {r['ingest_lines_per_s']:,.0f} lines/s batched vs "
+        f"{r['naive_lines_per_s']:,.0f} lines/s one commit per line "
+        f"({r['ingest_lines_per_s'] / r['naive_lines_per_s']:.0f}x)  target >= 50,000"
+    )
+    print(f"run list (200 of {args.runs}): {r['run_list_ms']:.1f} ms  target < 200 ms")
+    print(f"run counts by state: {r['run_counts_ms']:.1f} ms")
+    print(
+        f"last 200 log lines of {args.lines:,}: {r['tail_200_ms']:.1f} ms vs "
+        f"{r['naive_tail_ms']:.0f} ms reading the whole log "
+        f"({r['naive_tail_ms'] / r['tail_200_ms']:.0f}x)  target < 200 ms"
+    )
+    if args.ray:
+        return bench_ray()
+    return 0
+
+
+def bench_ray() -> int:
+    # Filled in with the Ray integration: see trainyard/platform/ray_backend.py.
+    print("ray: run `python bench/platform_ray.py`", file=sys.stderr)
+    return subprocess.call([sys.executable, str(REPO / "bench" / "platform_ray.py")])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

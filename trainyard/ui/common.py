@@ -1,0 +1,88 @@
+"""What every tab shares: the context object, choice lists, and turning errors into messages.
+
+Handlers are thin: they call platform services and convert the platform's one-line errors
+into `gr.Error`, which Gradio shows to the user (and returns to API clients) while the
+server, the queue and every other run stay as they were.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar
+
+import gradio as gr
+
+from trainyard.platform import projects, runs
+from trainyard.platform.errors import PlatformError
+from trainyard.platform.service import Platform
+from trainyard.trainer.config import ConfigError
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass
+class UIContext:
+    """Shared by every session: the platform (database, Ray, control loop). Per-user state
+    lives in components and gr.State, never here."""
+
+    platform: Platform
+    ray_dashboard_url: str | None = None
+
+
+def user_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Show the platform's and the trainer's errors to the user as they are; log the rest and
+    show a short message instead of a stack trace."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except (PlatformError, ConfigError, ValueError) as e:
+            raise gr.Error(str(e), print_exception=False) from None
+        except Exception as e:
+            log.exception("handler %s failed", fn.__name__)
+            raise gr.Error(
+                f"internal error ({type(e).__name__}: {e}); see the server log",
+                print_exception=False,
+            ) from None
+
+    return wrapper
+
+
+def project_choices(ctx: UIContext) -> list[tuple[str, int]]:
+    with ctx.platform.session() as s:
+        return [(p.name, p.id) for p in projects.list_projects(s)]  # type: ignore[misc]
+
+
+def run_choices(ctx: UIContext, project_id: int | None, limit: int = 200) -> list[tuple[str, int]]:
+    with ctx.platform.session() as s:
+        rows = runs.list_runs(s, project_id, limit=limit)
+    return [(f"#{r.id} {r.name} [{r.status}]", r.id) for r in rows]  # type: ignore[misc]
+
+
+def require_project(project_id: Any) -> int:
+    if project_id in (None, ""):
+        raise gr.Error("choose a project first (top of the page), or create one in Projects")
+    return int(project_id)
+
+
+def require_run(run_id: Any) -> int:
+    if run_id in (None, ""):
+        raise gr.Error("choose a run first")
+    return int(run_id)
+
+
+def ago(seconds: float) -> str:
+    s = int(max(0, seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            return f"{s // size}{unit} ago"
+    return f"{s}s ago"
