@@ -25,7 +25,7 @@ from trainyard.ui import (
     tensorboard_tab,
     testing_tab,
 )
-from trainyard.ui.common import UIContext, project_choices
+from trainyard.ui.common import UIContext, dynamic_dropdown, project_choices
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def create_ui(ctx: UIContext) -> gr.Blocks:
     with gr.Blocks(title=TITLE) as demo:
         with gr.Row(equal_height=True):
             gr.Markdown(f"# {TITLE}", elem_id="ty-title")
-            project = gr.Dropdown(
+            project = dynamic_dropdown(
                 label="Project", choices=[], value=None, scale=2, elem_id="ty-project"
             )
         # The run chosen in Runs drives Logs, Metrics and Model testing.

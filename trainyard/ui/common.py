@@ -57,6 +57,15 @@ def user_errors(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def dynamic_dropdown(**kwargs: Any) -> gr.Dropdown:
+    """A dropdown whose choices are filled at run time (projects, runs, configs). Gradio checks
+    an input against the choices the component was built with, so without
+    `allow_custom_value` every API call (and the first event of a page) would be refused with
+    "Value: 1 is not in the list of choices: []". Handlers validate the ids themselves."""
+    kwargs.setdefault("choices", [])
+    return gr.Dropdown(allow_custom_value=True, **kwargs)
+
+
 def project_choices(ctx: UIContext) -> list[tuple[str, int]]:
     with ctx.platform.session() as s:
         return [(p.name, p.id) for p in projects.list_projects(s)]  # type: ignore[misc]
