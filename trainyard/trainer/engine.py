@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DistributedSampler
 
 from trainyard.trainer import checkpoint as ckpt
 from trainyard.trainer.augment import build_augment, normalize, resolve_params
@@ -51,13 +52,38 @@ class Precision:
         return {torch.bfloat16: "bf16", torch.float16: "fp16", None: "fp32"}[self.autocast_dtype]
 
 
-def pick_device(choice: str) -> torch.device:
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process stands in data-parallel training (rank 0 of 1 when alone)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def dist_info() -> DistInfo:
+    # The launcher (Ray Train, torchrun) initialises the process group; the trainer only
+    # reads it, so it never depends on how it was started.
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        return DistInfo(dist.get_rank(), dist.get_world_size(), local)
+    return DistInfo()
+
+
+def pick_device(choice: str, local_rank: int = 0) -> torch.device:
     if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
             from trainyard.trainer.config import ConfigError
 
             raise ConfigError("loop.device: cuda asked for, but no CUDA device is visible")
-        return torch.device("cuda", 0)  # Ray narrows CUDA_VISIBLE_DEVICES to our GPU(s)
+        # Ray narrows CUDA_VISIBLE_DEVICES to our GPU(s); with several, one per local rank.
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
     return torch.device("cpu")
 
 
@@ -87,16 +113,22 @@ class Trainer:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.resume = resume
+        self.dist = dist_info()
         self.out = events or EventWriter()
+        if not self.dist.is_main:
+            self.out.enabled = False
         self.ckpt_dir = self.run_dir / "checkpoints"
 
     # ---- set-up: every check happens here, before training -----------------------------
 
     def setup(self) -> None:
         cfg = self.cfg
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # "Loading weights" bars are noise in a job log
         if cfg.loop.threads:
             torch.set_num_threads(cfg.loop.threads)
-        self.device = pick_device(cfg.loop.device)
+        self.device = pick_device(cfg.loop.device, self.dist.local_rank)
         self.precision = pick_precision(cfg.loop.mixed_precision, self.device)
         self.scan = scan_dataset(cfg.data.root)
         self.classes = self.scan.classes
@@ -115,6 +147,14 @@ class Trainer:
         self.model.to(self.device)  # type: ignore[attr-defined]
         if self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[attr-defined]
+        # What trains: the model itself, or its DDP wrapper (which all-reduces gradients).
+        # Evaluation and checkpoints always use the plain model.
+        self.train_model: Any = self.model
+        if self.dist.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_model = DistributedDataParallel(self.model, device_ids=ids)
 
         self.mean = torch.tensor(self.loaded.mean, device=self.device)
         self.std = torch.tensor(self.loaded.std, device=self.device)
@@ -127,7 +167,8 @@ class Trainer:
         split = self.scan.splits[name]
         if d.cache == "none":
             good = verify_split(split, d.workers, d.on_bad_image)
-            self._report_skipped(name, [p for p in split.paths if p not in set(good.paths)])
+            kept = set(good.paths)
+            self._report_skipped(name, [p for p in split.paths if p not in kept])
             return StreamingDataset(good.paths, good.labels, self.size)
         cache_dir = (d.cache_dir or _default_cache_dir()) if d.cache == "disk" else None
         t0 = time.monotonic()
@@ -159,6 +200,8 @@ class Trainer:
     def _batches(self, data: DecodedSplit | StreamingDataset, train: bool) -> Any:
         d = self.cfg.data
         bs = d.batch_size if train else (d.eval_batch_size or d.batch_size * 2)
+        # Evaluation runs whole on every rank (same weights, same answer, no collectives).
+        rank, world = (self.dist.rank, self.dist.world) if train else (0, 1)
         if isinstance(data, DecodedSplit):
             return TensorBatches(
                 data.images,
@@ -167,12 +210,25 @@ class Trainer:
                 shuffle=train,
                 drop_last=train,
                 seed=self.cfg.loop.seed,
+                rank=rank,
+                world=world,
             )
         g = torch.Generator().manual_seed(self.cfg.loop.seed)
+        sampler: DistributedSampler[Any] | None = None
+        if world > 1:
+            sampler = torch.utils.data.DistributedSampler(
+                data,
+                num_replicas=world,
+                rank=rank,
+                shuffle=True,
+                seed=self.cfg.loop.seed,
+                drop_last=True,
+            )
         return torch.utils.data.DataLoader(
             data,
             batch_size=bs,
-            shuffle=train,
+            shuffle=train and sampler is None,
+            sampler=sampler,
             drop_last=train and len(data) > bs,
             num_workers=d.workers,
             generator=g,
@@ -186,10 +242,11 @@ class Trainer:
         t_start = time.monotonic()
         self.setup()
         cfg, model = self.cfg, self.model
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.yaml").write_text(cfg.to_yaml())
         meta = run_metadata()
-        (self.run_dir / "run_info.json").write_text(json.dumps(meta, indent=2))
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.yaml").write_text(cfg.to_yaml())
+            (self.run_dir / "run_info.json").write_text(json.dumps(meta, indent=2))
 
         train_batches = self._batches(self.train_data, train=True)
         steps_per_epoch = max(1, len(train_batches) // cfg.loop.grad_accum_steps)
@@ -211,10 +268,12 @@ class Trainer:
 
         from torch.utils.tensorboard import SummaryWriter
 
-        self.tb = SummaryWriter(
-            log_dir=str(self.run_dir / "tensorboard"),
-            purge_step=self.global_step if self.resume_from else None,
-        )
+        self.tb: Any = _NullWriter()
+        if self.dist.is_main:
+            self.tb = SummaryWriter(
+                log_dir=str(self.run_dir / "tensorboard"),
+                purge_step=self.global_step if self.resume_from else None,
+            )
         self.out.emit(
             "start",
             run_dir=str(self.run_dir),
@@ -232,6 +291,7 @@ class Trainer:
             version=meta.get("trainyard_version"),
             pid=os.getpid(),
             cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
+            world_size=self.dist.world,
         )
         self.out.say(
             f"training {cfg.model.name} ({count_parameters(model) / 1e6:.2f}M params) on "
@@ -245,6 +305,8 @@ class Trainer:
         for epoch in range(start_epoch, cfg.loop.epochs + 1):
             if isinstance(train_batches, TensorBatches):
                 train_batches.epoch = epoch
+            elif isinstance(getattr(train_batches, "sampler", None), DistributedSampler):
+                train_batches.sampler.set_epoch(epoch)
             train_metrics = self._train_epoch(epoch, train_batches, steps_per_epoch, total_steps)
             val_acc = self.evaluate(self.val_data)
             val_metrics = val_acc.compute()
@@ -256,7 +318,8 @@ class Trainer:
                 self.stale_epochs = 0
             else:
                 self.stale_epochs += 1
-            self._save(epoch, improved, val_acc)
+            if self.dist.is_main:
+                self._save(epoch, improved, val_acc)
             patience = cfg.loop.early_stopping_patience
             if patience and self.stale_epochs >= patience:
                 self.out.say(
@@ -275,9 +338,9 @@ class Trainer:
     def _train_epoch(
         self, epoch: int, batches: Any, steps_per_epoch: int, total_steps: int
     ) -> dict[str, float]:
-        cfg, model, opt = self.cfg, self.model, self.optimizer
+        cfg, model, opt = self.cfg, self.train_model, self.optimizer
         accum = cfg.loop.grad_accum_steps
-        model.train()  # type: ignore[attr-defined]
+        model.train()
         # Sums stay on the device: a .item() per step would sync the GPU every step.
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.int64)
@@ -292,7 +355,7 @@ class Trainer:
             if self.device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
             with self._autocast():
-                logits = model(pixel_values=x).logits  # type: ignore[operator]
+                logits = model(pixel_values=x).logits
                 loss = self.loss_fn(logits, y)
             self.scaler.scale(loss / accum).backward()
             loss_sum += loss.detach() * len(y)
@@ -303,7 +366,7 @@ class Trainer:
             if cfg.loop.clip_grad_norm:
                 self.scaler.unscale_(opt)
                 torch.nn.utils.clip_grad_norm_(
-                    model.parameters(),  # type: ignore[attr-defined]
+                    model.parameters(),
                     cfg.loop.clip_grad_norm,
                 )
             self.scaler.step(opt)
@@ -469,6 +532,8 @@ class Trainer:
     # ---- the end -------------------------------------------------------------------------
 
     def _finish(self, status: str, elapsed: float) -> dict[str, Any]:
+        if not self.dist.is_main:
+            return {}
         best_dir = ckpt.find_checkpoint(self.ckpt_dir, "best")
         test: dict[str, Any] | None = None
         if "test" in self.scan.splits and best_dir is not None:
@@ -521,6 +586,19 @@ class Trainer:
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(seed)
+
+
+class _NullWriter:
+    """TensorBoard on data-parallel ranks other than 0: rank 0 writes for the run."""
+
+    def add_scalar(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def _default_cache_dir() -> str:

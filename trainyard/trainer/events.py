@@ -59,16 +59,20 @@ class EventWriter:
     """Writes events (and human lines) to a stream, flushing each: a Ray job's log is read
     while the process runs, and a buffered line might never arrive if the process is killed."""
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, enabled: bool = True) -> None:
         self.stream = stream or sys.stdout
+        # Off on data-parallel ranks other than 0: one run, one stream of events.
+        self.enabled = enabled
 
     def emit(self, event: str, **fields: Any) -> None:
-        self.stream.write(format_event(event, **_finite(fields)) + "\n")
-        self.stream.flush()
+        if self.enabled:
+            self.stream.write(format_event(event, **_finite(fields)) + "\n")
+            self.stream.flush()
 
     def say(self, line: str) -> None:
-        self.stream.write(line + "\n")
-        self.stream.flush()
+        if self.enabled:
+            self.stream.write(line + "\n")
+            self.stream.flush()
 
 
 def _finite(obj: Any) -> Any:

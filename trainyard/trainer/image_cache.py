@@ -211,7 +211,9 @@ def _atomic_save(path: Path, arr: np.ndarray) -> None:
 
 class TensorBatches:
     """Shuffled index batches over decoded images; one generator per epoch, so a resumed run
-    sees the same order as an uninterrupted one."""
+    sees the same order as an uninterrupted one. With `world` > 1 (data-parallel training),
+    every rank draws the same permutation and takes its own disjoint slice of it, and every
+    rank gets the same number of batches (DDP waits for all ranks at each step)."""
 
     def __init__(
         self,
@@ -221,16 +223,20 @@ class TensorBatches:
         shuffle: bool,
         drop_last: bool,
         seed: int = 0,
+        rank: int = 0,
+        world: int = 1,
     ) -> None:
         self.images, self.labels = images, labels
         self.batch_size, self.shuffle = batch_size, shuffle
+        self.rank, self.world = rank, world
+        self.shard = len(labels) // world if world > 1 else len(labels)
         # A last batch of one breaks BatchNorm; drop the remainder only when there is more.
-        self.drop_last = drop_last and len(labels) > batch_size
+        self.drop_last = (drop_last and self.shard > batch_size) or world > 1
         self.seed = seed
         self.epoch = 0
 
     def __len__(self) -> int:
-        n = len(self.labels)
+        n = self.shard
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -240,6 +246,8 @@ class TensorBatches:
             order = torch.randperm(n, generator=g).to(self.images.device)
         else:
             order = torch.arange(n, device=self.images.device)
+        if self.world > 1:
+            order = order[: self.shard * self.world][self.rank :: self.world]
         for b in range(len(self)):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
             yield self.images[idx], self.labels[idx]
