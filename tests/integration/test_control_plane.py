@@ -109,8 +109,11 @@ def test_five_runs_share_two_gpus_by_priority(db, plane, digits_root) -> None:  
     plane.start(period_s=0.5)
     everyone = [*low, high]
     try:
-        wait_for(lambda: all(get(db, r).status.is_terminal() for r in everyone), 600,
-                 "all five runs to end")
+        wait_for(
+            lambda: all(get(db, r).status.is_terminal() for r in everyone),
+            600,
+            "all five runs to end",
+        )
     finally:
         stop.set()
         plane.stop()
@@ -141,10 +144,16 @@ def test_five_runs_share_two_gpus_by_priority(db, plane, digits_root) -> None:  
         assert job.metadata["trainyard_run_id"] == str(r) and job.metadata["project"] == "itest"
 
 
-def test_more_devices_than_the_cluster_has_is_refused_at_submit(db, ray_dashboard, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_more_devices_than_the_cluster_has_is_refused_at_submit(
+    db, ray_dashboard, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
     backend = RayJobBackend(ray_dashboard)
-    plat = Platform(Settings(storage_dir=tmp_path), db, jobs=backend,
-                    control=ControlPlane(db, backend, tmp_path))
+    plat = Platform(
+        Settings(storage_dir=tmp_path),
+        db,
+        jobs=backend,
+        control=ControlPlane(db, backend, tmp_path),
+    )
     with pytest.raises(Refused, match="asks for 3 but the whole cluster has 2"):
         plat.submit(project_id(db), digits_config(tmp_path), devices=3)
     with Session(db) as s:
@@ -160,7 +169,9 @@ def _kill_trainer_when_checkpointed(db: Engine, run_id: int) -> int:
 
 
 @pytest.mark.parametrize("max_retries", [1, 0])
-def test_sigkilled_trainer_is_retried_from_its_checkpoint(db, plane, digits_root, max_retries) -> None:  # type: ignore[no-untyped-def]
+def test_sigkilled_trainer_is_retried_from_its_checkpoint(
+    db, plane, digits_root, max_retries
+) -> None:  # type: ignore[no-untyped-def]
     rid = submit(db, digits_config(digits_root, epochs=4), max_retries=max_retries)
     plane.start(period_s=0.5)
     _kill_trainer_when_checkpointed(db, rid)
@@ -178,10 +189,20 @@ def test_sigkilled_trainer_is_retried_from_its_checkpoint(db, plane, digits_root
 
 
 def _serve(db_url: str, storage: Path, dashboard: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "TRAINYARD_DB_URL": db_url, "TRAINYARD_STORAGE_DIR": str(storage),
-           "TRAINYARD_RAY_ADDRESS": dashboard, "TRAINYARD_THREADS_PER_RUN": "1"}
-    return subprocess.Popen([sys.executable, "-m", "trainyard.cli", "serve"], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "TRAINYARD_DB_URL": db_url,
+        "TRAINYARD_STORAGE_DIR": str(storage),
+        "TRAINYARD_RAY_ADDRESS": dashboard,
+        "TRAINYARD_THREADS_PER_RUN": "1",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "trainyard.cli", "serve"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def test_app_killed_and_restarted_keeps_following(db, ray_dashboard, digits_root, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -190,8 +211,13 @@ def test_app_killed_and_restarted_keeps_following(db, ray_dashboard, digits_root
     ids = [submit(db, digits_config(digits_root, epochs=4), name=f"r{i}") for i in range(2)]
     serve = _serve(url, storage, ray_dashboard)
     try:
-        wait_for(lambda: all(get(db, r).status == RunStatus.RUNNING and get(db, r).log_lines > 3
-                             for r in ids), 300, "both runs running with logs")
+        wait_for(
+            lambda: all(
+                get(db, r).status == RunStatus.RUNNING and get(db, r).log_lines > 3 for r in ids
+            ),
+            300,
+            "both runs running with logs",
+        )
         serve.send_signal(signal.SIGKILL)
         serve.wait(30)
         before = {r: get(db, r).log_lines for r in ids}

@@ -1,0 +1,268 @@
+"""The Datasets, Models, Augmentations and Configs tabs, driven through their public API.
+
+One app per module (starting Gradio costs seconds): a platform without Ray on a temp SQLite
+database, seeded with the digits demo, served on a free port, scripted with `gradio_client`
+exactly as a user's script would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+
+from tests.conftest import write_image
+from trainyard.platform import configs, datasets
+from trainyard.platform.demo import DEMO_CONFIG_NAME, demo_config, seed_demo
+from trainyard.platform.service import Platform
+from trainyard.settings import Settings
+from trainyard.trainer.config import ConfigError, TrainConfig
+from trainyard.ui.app import launch
+from trainyard.ui.common import UIContext
+from trainyard.ui.configs_tab import FORM_KEYS, OPTIONAL_NUMBERS, form_body, form_values
+
+
+@dataclasses.dataclass
+class App:
+    client: Client
+    platform: Platform
+    project_id: int
+    datasets_dir: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")  # tests using it are slow: a real server, ~10 s to start
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+    tmp = tmp_path_factory.mktemp("ui-data-tabs")
+    settings = dataclasses.replace(
+        Settings(), storage_dir=tmp / "storage", datasets_dir=tmp / "datasets"
+    )
+    platform = Platform.open(settings, with_ray=False)
+    seed_demo(platform)
+    port = _free_port()
+    demo = launch(UIContext(platform), port=port, block=False)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        with platform.session() as s:
+            from trainyard.platform import projects
+
+            pid = projects.list_projects(s)[0].id
+        assert pid is not None
+        yield App(client, platform, pid, settings.datasets_dir)
+    finally:
+        demo.close()
+        platform.close()
+
+
+def _rows(frame: dict[str, Any]) -> list[dict[str, Any]]:
+    """A Dataframe's (headers) or a plot's (columns) payload as a list of row dicts."""
+    names = frame.get("headers") or frame["columns"]
+    return [dict(zip(names, row, strict=True)) for row in frame["data"]]
+
+
+def _dataset_names(app: App) -> list[str]:
+    with app.platform.session() as s:
+        return [d.name for d in datasets.list_datasets(s, app.project_id)]
+
+
+@pytest.mark.slow
+def test_register_dataset_report_and_refusal(app: App, tmp_path: Path) -> None:
+    root = app.datasets_dir / "shapes"
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 3), ("val", 2)):
+        for k, cls in enumerate(("circle", "square")):
+            for i in range(n):
+                write_image(root / split / cls / f"{i}.png", rng, k)
+    (root / "train" / "circle" / "broken.png").write_bytes(b"not a png")
+    (root / "train" / "square" / "notes.txt").write_text("ignored")
+
+    dropdown, table, _, status, _ = app.client.predict(
+        app.project_id, "shapes", "", api_name="/register_dataset"
+    )
+    assert "Registered **shapes**" in status
+    shapes = next(r for r in _rows(table) if r["name"] == "shapes")
+    assert (shapes["classes"], shapes["train"], shapes["val"], shapes["unreadable"]) == (2, 7, 4, 1)
+
+    summary, chart, counts, problems, gallery = app.client.predict(
+        app.project_id, "shapes", 8, api_name="/dataset_report"
+    )
+    assert "**2 classes**: circle, square" in summary
+    assert {"class": "circle", "split": "train", "images": 4} in _rows(chart)
+    assert {r["class"]: r["val"] for r in _rows(counts)} == {"circle": 2, "square": 2}
+    found = {(r["kind"], r["path"]) for r in _rows(problems)}
+    assert ("unreadable", "train/circle/broken.png") in found
+    assert ("ignored", "train/square/notes.txt") in found
+    # Every train sample, captioned with its class; the broken file cannot be shown.
+    assert sorted(g["caption"] for g in gallery) == ["circle"] * 3 + ["square"] * 3
+    assert all(Path(g["image"]).is_file() for g in gallery)
+
+    # A folder outside the datasets root is refused with the platform's message; nothing stored.
+    outside = tmp_path / "elsewhere"
+    (outside / "train" / "a").mkdir(parents=True)
+    before = _dataset_names(app)
+    with pytest.raises(AppError, match="outside the datasets root"):
+        app.client.predict(app.project_id, str(outside), "evil", api_name="/register_dataset")
+    assert _dataset_names(app) == before
+
+    # No project chosen: a hint, not a crash.
+    summary, *_ = app.client.predict(None, None, 4, api_name="/dataset_report")
+    assert "No dataset selected" in summary
+
+
+@pytest.mark.slow
+def test_preview_augmentation_on_dataset_samples(app: App) -> None:
+    gallery, resolved = app.client.predict(
+        app.project_id,
+        "digits",
+        "strong",
+        "{rotation: 30}",
+        32,
+        2,
+        3,
+        0,
+        api_name="/preview_augmentation",
+    )
+    items = gallery["value"]
+    assert len(items) == 2 * (1 + 3)
+    assert items[0]["caption"].endswith("· orig")
+    assert items[1]["caption"].endswith("· #1")
+    assert gallery["columns"] == 4
+    from PIL import Image
+
+    with Image.open(items[0]["image"]) as im:
+        assert im.size == (128, 128)  # 32 px upscaled 4x for display
+    body = yaml.safe_load(resolved)
+    assert body["augmentation"] == {"preset": "strong", "params": {"rotation": 30}}
+    assert body["resolved"]["rotation"] == 30 and body["resolved"]["erasing"] == 0.25
+
+    with pytest.raises(AppError, match=r"augmentation\.params\.rotaton: unknown parameter"):
+        app.client.predict(
+            app.project_id, "digits", "light", "{rotaton: 3}", api_name="/preview_augmentation"
+        )
+    with pytest.raises(AppError, match="choose a project first"):
+        app.client.predict(None, "digits", api_name="/preview_augmentation")
+
+
+@pytest.mark.slow
+def test_models_presets_and_check(app: App) -> None:
+    table = app.client.predict(api_name="/list_models")
+    rows = {r["model"]: r for r in _rows(table)}
+    assert rows["resnet-tiny"]["parameters"] == "309.7k"
+    assert rows["resnet-18"]["input size"] == "224×224"
+
+    report = app.client.predict("vit-tiny", 48, api_name="/check_model")
+    assert "ViTForImageClassification" in report and "48×48" in report
+    # Offline (the test suite sets HF_HUB_OFFLINE=1) a hub id fails at once, saying why.
+    report = app.client.predict("org/not-downloaded", api_name="/check_model")
+    assert report.startswith("**Cannot load:** model.name: cannot load 'org/not-downloaded'")
+    assert "HF_HUB_OFFLINE=1" in report
+    with pytest.raises(AppError, match="give a preset name"):
+        app.client.predict("  ", api_name="/check_model")
+
+
+@pytest.mark.slow
+def test_config_form_validates_then_saves(app: App) -> None:
+    status, _ = app.client.predict(data_root="digits", optimizer_lr=-1, api_name="/validate_config")
+    assert (
+        status.startswith("**Invalid:**")
+        and "optimizer.lr: Input should be greater than 0" in status
+    )
+
+    with pytest.raises(AppError, match=r"optimizer\.lr"):
+        app.client.predict(
+            project_id=app.project_id,
+            config_name="sweep",
+            data_root="digits",
+            optimizer_lr=-1,
+            api_name="/save_config",
+        )
+    with app.platform.session() as s:
+        assert "sweep" not in [c.name for c in configs.list_configs(s, app.project_id)]
+
+    status, text = app.client.predict(
+        data_root="digits", optimizer_lr=0.01, loop_epochs=3, api_name="/validate_config"
+    )
+    assert status.startswith("**Valid.**")
+    assert yaml.safe_load(text)["optimizer"]["lr"] == 0.01
+
+    for version in (1, 2):
+        status, _, table, _ = app.client.predict(
+            project_id=app.project_id,
+            config_name="sweep",
+            data_root="digits",
+            optimizer_lr=0.01 * version,
+            data_image_size=32,
+            augmentation_params="{hflip: 0.0}",
+            api_name="/save_config",
+        )
+        assert f"version {version}" in status
+    sweep = next(r for r in _rows(table) if r["name"] == "sweep")
+    assert (sweep["version"], sweep["lr"], sweep["dataset"]) == (2, 0.02, "digits")
+
+    # Loading puts the stored values back into the form (35 outputs: the form and the rest).
+    out = app.client.predict(app.project_id, "sweep", api_name="/load_config")
+    assert out[1] == 32 and 0.02 in out and "{hflip: 0.0}" in out
+
+    groups, status, _ = app.client.predict(
+        app.project_id, "lr-sweep", "learning rates", api_name="/create_group"
+    )
+    assert [r["group"] for r in _rows(groups)] == ["lr-sweep"]
+
+
+@pytest.mark.slow
+def test_yaml_export_and_import(app: App) -> None:
+    path, text = app.client.predict(app.project_id, DEMO_CONFIG_NAME, api_name="/export_config")
+    assert Path(path).name == f"{DEMO_CONFIG_NAME}-v1.yaml"
+    body = yaml.safe_load(Path(path).read_text())
+    assert body == yaml.safe_load(text) and body["model"]["name"] == "resnet-tiny"
+
+    body["loop"]["epochs"] = 2
+    status, stored, _, _ = app.client.predict(
+        app.project_id, "imported", yaml.safe_dump(body), api_name="/import_config"
+    )
+    assert "Imported as **imported** version 1" in status
+    with app.platform.session() as s:
+        row = configs.get_config(s, stored["value"])
+        assert row.body["loop"]["epochs"] == 2
+
+    body["loop"]["epochs"] = 0
+    with pytest.raises(AppError, match=r"loop\.epochs"):
+        app.client.predict(
+            app.project_id, "imported", yaml.safe_dump(body), api_name="/import_config"
+        )
+    with pytest.raises(AppError, match="YAML: expected a mapping"):
+        app.client.predict(app.project_id, "imported", "- a list", api_name="/import_config")
+    with app.platform.session() as s:
+        names = [(c.name, c.version) for c in configs.list_configs(s, app.project_id)]
+    assert ("imported", 1) in names  # the refused imports stored nothing
+
+
+def test_form_round_trips_the_demo_config(tmp_path: Path) -> None:
+    """Every field the demo config sets is in the form: load then save changes nothing."""
+    body = TrainConfig.from_dict(demo_config("digits")).to_dict()
+    values = dict(zip(FORM_KEYS, form_values(body, [], tmp_path), strict=True))
+    assert TrainConfig.from_dict(form_body({}, values)).to_dict() == body
+
+
+@pytest.mark.parametrize("key", sorted(OPTIONAL_NUMBERS))
+def test_zero_stands_for_none_only_where_zero_is_invalid(key: str) -> None:
+    # The browser's number box cannot be empty, so the form sends 0 for None; that must
+    # never hide a valid 0.
+    section, _, name = key.partition("_")
+    body = TrainConfig.from_dict(demo_config("digits")).to_dict()
+    body[section][name] = 0
+    with pytest.raises(ConfigError, match=f"{section}.{name}"):
+        TrainConfig.from_dict(body)
