@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         "storage_dir": Path(args.storage) if args.storage else None,
     }
     settings = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v})
+    settings.apply_process_env()
 
     from trainyard.platform.demo import seed_demo
     from trainyard.platform.service import Platform

@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
 
     setup_logging()
     settings = _settings(args)
+    settings.apply_process_env()
     from trainyard.platform.errors import PlatformError
     from trainyard.trainer.config import ConfigError
 

@@ -37,6 +37,9 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "plain"
     """plain or json."""
+    hub_offline: bool = True
+    """No HuggingFace Hub downloads (HF_HUB_OFFLINE=1 for the app and its jobs): hub ids must
+    already be in the local cache. Set TRAINYARD_HUB_OFFLINE=0 on a machine with internet."""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -53,6 +56,11 @@ class Settings:
             raise ValueError(f"{PREFIX}LOG_FORMAT: {s.log_format!r} is not one of plain, json")
         return s
 
+    def apply_process_env(self) -> None:
+        """Environment the app, the CLI and (through them) every training job need."""
+        if self.hub_offline:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
     @property
     def database_url(self) -> str:
         return self.db_url or f"sqlite:///{self.storage_dir / 'trainyard.db'}"
@@ -63,6 +71,10 @@ def _parse(name: str, raw: str, typ: Any) -> Any:
     try:
         if typ is Path or "Path" in text:
             return Path(raw).expanduser()
+        if "bool" in text:
+            if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError(raw)
+            return raw.lower() in ("1", "true", "yes")
         if "int" in text:
             return int(raw)
         return raw

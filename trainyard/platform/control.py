@@ -9,6 +9,7 @@ keyed on what the database says, so a killed and restarted app picks up where it
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
@@ -89,6 +90,14 @@ class Capacity:
     def devices(self, cpus_per_run: int) -> int:
         """Schedulable devices: GPUs, or on a CPU-only cluster, slots of `cpus_per_run`."""
         return self.gpus if self.gpus > 0 else max(1, self.cpus // max(1, cpus_per_run))
+
+
+# Variables of the serving process that every job inherits (set by Settings.apply_process_env).
+PASSED_ENV = ("HF_HUB_OFFLINE", "HF_HOME", "TRAINYARD_CACHE_DIR")
+
+
+def _passed_env() -> dict[str, str]:
+    return {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
 
 
 @dataclass
@@ -227,7 +236,7 @@ class ControlPlane:
                 "run": run.name,
                 "attempt": str(run.attempt),
             },
-            env={"OMP_NUM_THREADS": threads},
+            env={"OMP_NUM_THREADS": threads, **_passed_env()},
         )
 
     # ---- follow ----------------------------------------------------------------------------

@@ -174,7 +174,11 @@ def _from_pretrained(
     except (OSError, ValueError) as e:
         where = "this folder" if source == "local" else "the local HuggingFace cache"
         reason = str(e).strip().splitlines()[0][:200]
-        hint = " (offline: HF_HUB_OFFLINE=1)" if offline else ""
+        hint = (
+            " (downloads are off: HF_HUB_OFFLINE=1; TRAINYARD_HUB_OFFLINE=0 allows them)"
+            if offline
+            else ""
+        )
         raise ConfigError(
             f"model.name: cannot load {ref!r} from {where}{hint}: {reason}. "
             f"Use a preset ({', '.join(MODELS.names())}), a local save_pretrained folder, "
