@@ -16,13 +16,12 @@ $(STAMP): pyproject.toml
 demo-data: $(STAMP)
 	$(PY) -m trainyard.cli demo-data
 
-# Until the web app lands (issue "The Gradio app"), `make run` trains the demo from the CLI.
 run: demo-data
-	$(PY) -m trainyard.trainer --config configs/digits-resnet-tiny.yaml --run-dir runs/demo
+	$(PY) app.py $(ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check trainyard tests bench
-	$(VENV)/bin/ruff format --check trainyard tests bench
+	$(VENV)/bin/ruff check trainyard tests bench app.py
+	$(VENV)/bin/ruff format --check trainyard tests bench app.py
 	$(VENV)/bin/mypy
 
 test: lint demo-data

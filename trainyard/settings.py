@@ -60,6 +60,9 @@ class Settings:
         """Environment the app, the CLI and (through them) every training job need."""
         if self.hub_offline:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        # Model loads print "Loading weights" progress bars: noise in a server's log.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
     @property
     def database_url(self) -> str:

@@ -36,7 +36,9 @@ CSS = """
 
 
 def create_ui(ctx: UIContext) -> gr.Blocks:
-    with gr.Blocks(title=TITLE) as demo:
+    # Uploads and generated images pile up in Gradio's cache: drop files older than a day,
+    # checking hourly.
+    with gr.Blocks(title=TITLE, delete_cache=(3600, 86400)) as demo:
         with gr.Row(equal_height=True):
             gr.Markdown(f"# {TITLE}", elem_id="ty-title")
             project = dynamic_dropdown(

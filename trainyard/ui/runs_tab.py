@@ -193,9 +193,10 @@ def create_runs_tab(ctx: UIContext, project: gr.Dropdown, selected_run: gr.State
         return run_id, run_id
 
     def on_project(project_id: Any) -> tuple[Any, ...]:
+        configs_now = config_choices(ctx, project_id)
         return (
             runs_table(ctx, project_id, None),
-            gr.update(choices=config_choices(ctx, project_id), value=None),
+            gr.update(choices=configs_now, value=configs_now[0][1] if configs_now else None),
             gr.update(choices=run_choices(ctx, project_id), value=None),
         )
 
