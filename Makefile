@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck unit demo-data bench clean
+.PHONY: run test lint demo-data system-deps bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,14 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check trainyard tests bench app.py
 	$(VENV)/bin/mypy
 
-test: lint demo-data
+# Debian's chromium drives the browser tests (never `playwright install`: no downloads).
+system-deps:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "browser tests need Debian's chromium: sudo apt-get install chromium"; fi; }
+
+test: lint demo-data system-deps
 	$(PY) -m pytest -q -ra
 
 bench: demo-data

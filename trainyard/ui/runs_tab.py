@@ -146,7 +146,12 @@ def create_runs_tab(ctx: UIContext, project: gr.Dropdown, selected_run: gr.State
 
     @user_errors
     def do_submit(
-        project_id: Any, config_id: Any, name: str, prio: float, devs: float, max_retries: float
+        project_id: Any,
+        config_id: Any,
+        name: str,
+        priority: float,
+        devices: float,
+        max_retries: float,
     ) -> tuple[Any, ...]:
         require_project(project_id)
         if config_id in (None, ""):
@@ -154,8 +159,8 @@ def create_runs_tab(ctx: UIContext, project: gr.Dropdown, selected_run: gr.State
         r = ctx.platform.submit_stored(
             int(config_id),
             name=(name or "").strip() or None,
-            priority=int(prio or 0),
-            devices=int(devs or 1),
+            priority=int(priority or 0),
+            devices=int(devices or 1),
             max_retries=int(max_retries or 0),
         )
         return (
