@@ -144,3 +144,7 @@ def session(engine):  # type: ignore[no-untyped-def]
 
     with Session(engine, expire_on_commit=False) as s:
         yield s
+
+
+# The session's real Ray head (2 pretend GPUs) and the condition helper, for every test folder.
+from tests.ray_fixtures import ray_dashboard, wait_for  # noqa: E402, F401

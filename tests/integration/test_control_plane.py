@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from tests.conftest import REPO
-from tests.integration.conftest import wait_for
+from tests.ray_fixtures import wait_for
 from trainyard.platform import projects, runlogs, runs
 from trainyard.platform.control import ControlPlane
 from trainyard.platform.db import make_engine, migrate

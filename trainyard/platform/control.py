@@ -13,6 +13,7 @@ import os
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -195,7 +196,9 @@ class ControlPlane:
         config_path = run_dir / "submitted_config.yaml"
         config_path.write_text(yaml.safe_dump(run.config, sort_keys=False))
         run.run_dir = str(run_dir)
-        run.submission_id = f"trainyard-run-{run.id}-attempt-{run.attempt}"
+        # Unique across databases: a Ray cluster outlives a reset (or second) database whose
+        # run ids start again at 1, and Ray refuses a duplicate submission id.
+        run.submission_id = f"trainyard-run-{run.id}-attempt-{run.attempt}-{uuid.uuid4().hex[:8]}"
         s.add(run)
         threads = str(self.threads_per_run)
         common = ["--config", str(config_path), "--run-dir", str(run_dir), "--resume"]

@@ -80,9 +80,15 @@ class RayJobBackend:
         self.jobs.stop(submission_id)
 
 
+DASHBOARD_FILE = "ray_dashboard_url"
+
+
 def connect_backend(settings: Settings) -> tuple[RayJobBackend, Callable[[], None]]:
-    """Join `settings.ray_address`, or start (or reuse) the embedded local head."""
+    """Join `settings.ray_address`, or start (or reuse) the embedded local head. The URL is
+    written under the storage root, so the CLI finds a head that had to take another port."""
     conn = connect(settings.ray_address or None, num_gpus=settings.num_gpus)
+    settings.storage_dir.mkdir(parents=True, exist_ok=True)
+    (settings.storage_dir / DASHBOARD_FILE).write_text(conn.dashboard_url)
     log.info(
         "Ray dashboard: %s (%s)",
         conn.dashboard_url,
@@ -94,6 +100,9 @@ def connect_backend(settings: Settings) -> tuple[RayJobBackend, Callable[[], Non
 def default_dashboard_url(settings: Settings) -> str:
     if settings.ray_address:
         return dashboard_url_from_address(settings.ray_address)
+    recorded = settings.storage_dir / DASHBOARD_FILE
+    if recorded.exists():
+        return recorded.read_text().strip()
     return f"http://127.0.0.1:{DEFAULT_DASHBOARD_PORT}"
 
 

@@ -377,13 +377,19 @@ class Trainer:
             self.steps_done_here += 1
             step = (i + 1) // accum
             if self.global_step % cfg.loop.log_every_steps == 0:
-                self.tb.add_scalar("train/loss_step", float(loss), self.global_step)
+                self.tb.add_scalar("train/loss_step", float(loss.detach()), self.global_step)
                 self.tb.add_scalar("train/lr", opt.param_groups[0]["lr"], self.global_step)
             now = time.monotonic()
             if now - t_last_print >= cfg.loop.progress_interval_s or step == steps_per_epoch:
                 t_last_print = now
                 self._progress(
-                    epoch, step, steps_per_epoch, total_steps, float(loss), seen, now - t_epoch
+                    epoch,
+                    step,
+                    steps_per_epoch,
+                    total_steps,
+                    float(loss.detach()),
+                    seen,
+                    now - t_epoch,
                 )
             if cfg.loop.max_steps and self.global_step >= cfg.loop.max_steps:
                 break
@@ -432,7 +438,7 @@ class Trainer:
             with self._autocast():
                 logits = model(pixel_values=x).logits
             loss = F.cross_entropy(logits.float(), y, reduction="sum")
-            acc.update(logits, y, float(loss))
+            acc.update(logits, y, float(loss.detach()))
         return acc
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
