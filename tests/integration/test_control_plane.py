@@ -20,7 +20,7 @@ from sqlmodel import Session, select
 from tests.conftest import REPO
 from tests.ray_fixtures import wait_for
 from trainyard.platform import projects, runlogs, runs
-from trainyard.platform.control import ControlPlane
+from trainyard.platform.control import Capacity, ControlPlane
 from trainyard.platform.db import make_engine, migrate
 from trainyard.platform.errors import Refused
 from trainyard.platform.models import Run, RunLog
@@ -238,3 +238,30 @@ def test_app_killed_and_restarted_keeps_following(db, ray_dashboard, digits_root
             ray_lines.pop()
         assert [x.line for x in stored] == ray_lines
         assert len(stored) > before[r]
+
+
+class CpuOnlyBackend(RayJobBackend):
+    """The real Ray backend, scheduling by CPU slots as on a cluster without GPUs: the
+    2-worker run then uses gloo on CPUs, which this machine has."""
+
+    def capacity(self) -> Capacity:
+        return Capacity(gpus=0, cpus=4)
+
+
+def test_two_device_run_trains_with_two_ray_train_workers(
+    db, ray_dashboard, digits_root, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    plane = ControlPlane(db, CpuOnlyBackend(ray_dashboard), tmp_path / "storage", threads_per_run=1)
+    rid = submit(db, digits_config(digits_root, epochs=2), devices=2)
+    plane.start(period_s=0.5)
+    try:
+        run = wait_for(lambda: (r := get(db, rid)).status.is_terminal() and r, 400, "the run")
+    finally:
+        plane.stop()
+    assert run.status == RunStatus.SUCCEEDED, [x.line for x in stored_lines(db, rid)][-30:]
+    start = events_of(db, rid, "start")
+    assert len(start) == 1 and start[0]["world_size"] == 2  # one stream of events, 2 ranks
+    lines = [x.line for x in stored_lines(db, rid)]
+    assert sum("worker rank" in line for line in lines) == 2
+    val_epochs = [e["epoch"] for e in events_of(db, rid, "metrics") if e["split"] == "val"]
+    assert val_epochs == [1, 2]
