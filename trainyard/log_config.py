@@ -38,4 +38,6 @@ def setup_logging(level: str | None = None, fmt: str | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # TensorBoard's in-app loader logs every 10-second reload at INFO: keep it for DEBUG.
+    logging.getLogger("tensorboard").setLevel(max(logging.getLevelName(level), logging.WARNING))
     _configured = True

@@ -192,7 +192,7 @@ def create_cluster_tab(ctx: UIContext) -> dict[str, Any]:
     host_gpus = SharedReading(local_gpu_stats)
     threads = ctx.platform.settings.threads_per_run
     with gr.Row(equal_height=True):
-        summary = gr.Markdown("Reading the cluster...")
+        summary = gr.Markdown("Reading the cluster...", elem_id="ty-cluster-summary")
         with gr.Column(scale=0, min_width=200):
             refresh = gr.Button("Refresh", size="sm")
             live = gr.Checkbox(value=True, label=f"Refresh every {REFRESH_PERIOD_S:g} s")

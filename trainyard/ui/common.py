@@ -74,7 +74,8 @@ def project_choices(ctx: UIContext) -> list[tuple[str, int]]:
 def run_choices(ctx: UIContext, project_id: int | None, limit: int = 200) -> list[tuple[str, int]]:
     with ctx.platform.session() as s:
         rows = runs.list_runs(s, project_id, limit=limit)
-    return [(f"#{r.id} {r.name} [{r.status}]", r.id) for r in rows]  # type: ignore[misc]
+    # No status in the label: a dropdown's labels are not refreshed while it is shown.
+    return [(f"#{r.id} {r.name}", r.id) for r in rows]  # type: ignore[misc]
 
 
 def require_project(project_id: Any) -> int:

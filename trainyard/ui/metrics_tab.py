@@ -310,11 +310,15 @@ def create_metrics_tab(
                         color_map={"train": "#2563eb", "val": "#ea580c"},
                         height=260,
                         tooltip="all",
+                        elem_id=f"ty-chart-{title.lower().replace(' ', '-')}",
                     )
                 )
     with gr.Accordion("Metric values", open=False):
         table = gr.Dataframe(
-            typed_frame(SERIES_COLUMNS), interactive=False, label="Per epoch and split"
+            typed_frame(SERIES_COLUMNS),
+            interactive=False,
+            label="Per epoch and split",
+            elem_id="ty-metric-values",
         )
     signature = gr.State(None)  # per session: what the live timer last showed
     timer = gr.Timer(LIVE_PERIOD_S, active=False)
