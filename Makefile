@@ -35,7 +35,10 @@ test: lint demo-data system-deps
 	$(PY) -m pytest -q -ra
 
 bench: demo-data
+	$(PY) -m pip install -q -e '.[test,bench]'
 	$(PY) bench/trainer.py --cifar ../shared/datasets/cifar10
+	$(PY) bench/platform.py
+	$(PY) bench/platform_ray.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
