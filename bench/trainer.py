@@ -33,12 +33,21 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
+T = TypeVar("T")
 REPO = Path(__file__).resolve().parent.parent
+# Run as a script, this file's folder comes first on sys.path, where bench/platform.py would
+# shadow the standard `platform` module that torch and transformers import (none of the
+# modules above does). Not the repo root either: its datasets/ folder would pass for the
+# `datasets` package, and transformers.Trainer would then fail. trainyard is pip-installed.
+if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
+
 # Quiet, offline defaults, set before transformers is imported.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -59,7 +68,9 @@ from trainyard.trainer.models import create_model  # noqa: E402
 CIFAR_CONFIG = REPO / "configs" / "cifar10-resnet-small.yaml"
 DIGITS_CONFIG = REPO / "configs" / "digits-resnet-tiny.yaml"
 CLI_LIMIT_S = 7 * 60  # target (d): the whole CLI run, decoding and evaluation included
-QUIET_CORES = 0.15  # other processes using more than this are "busy"
+# Other processes using more CPU than this (in cores) disturb a figure. Not zero: an idle Ray
+# cluster on the same machine takes 0.1-0.3 of a core.
+QUIET_CORES = 0.3
 SPLITS = ("train", "val", "test")
 
 
@@ -105,7 +116,7 @@ def load_bench(name: str, root: Path, config_path: Path) -> Bench:
     return Bench(name, root, raw, TrainConfig.from_dict(raw, source=str(config_path)))
 
 
-def make_view(src: Path, dst: Path, per_class: dict[str, int | None]) -> Path:
+def make_view(src: Path, dst: Path, per_class: Mapping[str, int | None]) -> Path:
     """An ImageFolder of symlinks: at most `per_class[split]` images per class of each split
     (None: all of them; a split missing from the dict is left out)."""
     shutil.rmtree(dst, ignore_errors=True)
@@ -165,6 +176,7 @@ class ForeignLoad:
         self.cores = 0.0
         self._stop = threading.Event()
         self._ticks = 0
+        self._prev: dict[int, int] = {}
         self._hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
     def _sample(self, prev: dict[int, int]) -> dict[int, int]:
@@ -194,15 +206,15 @@ class ForeignLoad:
             self.cores = self._ticks / self._hz / max(wall, 1e-9)
 
 
-def wait_for_quiet(max_wait_s: float) -> float:
-    """Wait until other processes have used < QUIET_CORES cores for 2 s in a row; returns the
-    seconds waited. Gives up (and says so) after `max_wait_s`."""
+def wait_for_quiet(max_wait_s: float, quiet_cores: float) -> float:
+    """Wait until other processes have used < `quiet_cores` cores for 2 s in a row; returns
+    the seconds waited. Gives up (and says so) after `max_wait_s`."""
     t0 = time.monotonic()
     calm = 0
     while calm < 2:
         with ForeignLoad(period_s=10.0) as load:
             time.sleep(1.0)
-        calm = calm + 1 if load.cores < QUIET_CORES else 0
+        calm = calm + 1 if load.cores < quiet_cores else 0
         if time.monotonic() - t0 > max_wait_s:
             say(f"  ! other processes still use {load.cores:.1f} cores; measuring anyway")
             break
@@ -224,6 +236,7 @@ class Row:
     ratio: float  # > 1: the trainer is better
     target: float | None  # minimum ratio, None: for information
     busy_cores: float = 0.0  # the most other processes used during the row's measurements
+    disturbed: bool = False  # busy_cores was over --quiet-cores
     note: str = ""
 
     @property
@@ -239,17 +252,19 @@ class Report:
 
     def add(self, row: Row) -> None:
         self.rows.append(row)
-        target = f" (target >= {row.target:g}x: {'met' if row.met else 'NOT met'})"
-        busy = f"  [other processes used {row.busy_cores:.1f} cores]" if busy_flag(row) else ""
+        target = ""
+        if row.target is not None:
+            target = f" (target >= {row.target:g}x: {'met' if row.met else 'NOT met'})"
+        busy = f"  [other processes used {row.busy_cores:.1f} cores]" if row.disturbed else ""
         say(
-            f"  => ({row.part}) {row.dataset} {row.what}: trainer {fmt(row.trainer)} {row.unit}, "
-            f"{row.baseline_name} {fmt(row.baseline)} {row.unit}, ratio {row.ratio:.2f}x"
-            f"{target if row.target is not None else ''}{busy}"
+            f"  => ({row.part}) {row.dataset} {row.what}: trainer {shown(row.trainer, row.unit)}, "
+            f"{row.baseline_name} {shown(row.baseline, row.unit)}, ratio {row.ratio:.2f}x"
+            f"{target}{busy}"
         )
 
 
-def busy_flag(row: Row) -> bool:
-    return row.busy_cores >= QUIET_CORES
+def shown(v: float, unit: str) -> str:
+    return f"{100 * v:.2f}%" if unit == "accuracy" else f"{fmt(v)} {unit}"
 
 
 def fmt(v: float) -> str:
@@ -263,18 +278,31 @@ def say(line: str) -> None:
 
 
 class Measure:
-    """Repeated timings of one side; each `with m.once():` waits for quiet CPUs, then times."""
+    """Timings of one side. `run(fn)` waits for quiet CPUs, runs `fn`, and runs it again (up to
+    `retries` times) when another process used the CPUs meanwhile."""
 
-    def __init__(self, max_wait_s: float) -> None:
-        self.max_wait_s = max_wait_s
-        self.busy_cores = 0.0
+    def __init__(self, args: argparse.Namespace, retries: int | None = None) -> None:
+        self.max_wait_s = args.max_wait_s
+        self.quiet_cores = args.quiet_cores
+        self.retries = args.retries if retries is None else retries
+        self.busy_cores = 0.0  # the most other processes used during a kept measurement
 
-    @contextlib.contextmanager
-    def once(self) -> Iterator[None]:
-        wait_for_quiet(self.max_wait_s)
-        with ForeignLoad() as load:
-            yield
+    def run(self, fn: Callable[[], T]) -> T:
+        for attempt in range(self.retries + 1):
+            wait_for_quiet(self.max_wait_s, self.quiet_cores)
+            with ForeignLoad() as load:
+                out = fn()
+            if load.cores < self.quiet_cores or attempt == self.retries:
+                break
+            say(f"  ! other processes used {load.cores:.1f} cores meanwhile; measuring again")
         self.busy_cores = max(self.busy_cores, load.cores)
+        return out
+
+
+def busy_of(*measures: Measure) -> tuple[float, bool]:
+    """(the most CPU other processes used, whether that disturbed the figure)."""
+    worst = max(measures, key=lambda m: m.busy_cores)
+    return worst.busy_cores, worst.busy_cores >= worst.quiet_cores
 
 
 # ---- (a) data pipeline -------------------------------------------------------------------
@@ -354,19 +382,21 @@ def torchvision_pipeline(b: Bench, epochs: int, seed: int) -> list[float]:
 def part_a(b: Bench, args: argparse.Namespace, report: Report, epochs: int) -> None:
     say(f"(a) data pipeline on {b.name}: {epochs} epochs per repetition, {args.reps} repetitions")
     warm_page_cache(b.root / "train")
-    ours, theirs = Measure(args.max_wait_s), Measure(args.max_wait_s)
+    ours, theirs = Measure(args), Measure(args)
     t_ours: list[list[float]] = []
     t_theirs: list[list[float]] = []
     for rep in range(args.reps):
-        with ours.once():
-            t_ours.append(trainer_pipeline(b, epochs, rep))
-        with theirs.once():
-            t_theirs.append(torchvision_pipeline(b, epochs, rep))
+        # Alternate which side goes first, so a slow drift in the machine favours neither.
+        for side in (0, 1) if rep % 2 == 0 else (1, 0):
+            if side == 0:
+                t_ours.append(ours.run(partial(trainer_pipeline, b, epochs, rep)))
+            else:
+                t_theirs.append(theirs.run(partial(torchvision_pipeline, b, epochs, rep)))
         say(
             f"  rep {rep + 1}: trainer {' '.join(f'{t:.2f}s' for t in t_ours[-1])}; "
             f"ImageFolder+DataLoader {' '.join(f'{t:.2f}s' for t in t_theirs[-1])}"
         )
-    busy = max(ours.busy_cores, theirs.busy_cores)
+    busy = busy_of(ours, theirs)
     first_o = statistics.median(t[0] for t in t_ours)
     first_t = statistics.median(t[0] for t in t_theirs)
     cached_o = statistics.median(s for t in t_ours for s in t[1:])
@@ -376,7 +406,7 @@ def part_a(b: Bench, args: argparse.Namespace, report: Report, epochs: int) -> N
         ("first epoch (decode included)", first_o, first_t, 1.3),
         ("cached epoch", cached_o, cached_t, 5.0),
     ):
-        report.add(Row("a", b.name, what, "s", o, t, name, t / o, target, busy))
+        report.add(Row("a", b.name, what, "s", o, t, name, t / o, target, *busy))
     report.details[f"a/{b.name}"] = {"trainer_s": t_ours, "torchvision_s": t_theirs}
 
 
@@ -413,7 +443,7 @@ def plain_loop(
     """A minimal training loop: (images trained on, seconds in the loop)."""
     torch.manual_seed(seed)
     lm = create_model(b.cfg.model.name, classes, b.cfg.data.image_size)
-    model = lm.model
+    model = cast(torch.nn.Module, lm.model)
     mean, std = torch.tensor(lm.mean), torch.tensor(lm.std)
     if augment_kind == "trainer":
         augment = build_cpu_augment(b.aug, mean, std)
@@ -477,20 +507,19 @@ def part_b(b: Bench, args: argparse.Namespace, report: Report, work: Path, epoch
     cache = work / "cache"
     scan = scan_dataset(view)
     data = decode_split(scan.splits["train"], b.size, b.workers, "fail", str(cache))
-    sides = {
-        "trainer": Measure(args.max_wait_s),
-        "plain": Measure(args.max_wait_s),
-        "plain-gather": Measure(args.max_wait_s),
-    }
+    sides = {k: Measure(args) for k in ("trainer", "plain", "plain-gather")}
     rates: dict[str, list[float]] = {k: [] for k in sides}
+
+    def one(side: str, rep: int) -> tuple[int, float]:
+        if side == "trainer":
+            return trainer_loop(b, view, cache, work / f"b-run-{b.name}-{rep}", epochs)
+        kind = "trainer" if side == "plain" else "gather"
+        return plain_loop(b, data, scan.classes, epochs, kind, rep)
+
     for rep in range(args.reps):
-        for side, m in sides.items():
-            with m.once():
-                if side == "trainer":
-                    n, s = trainer_loop(b, view, cache, work / f"b-run-{b.name}-{rep}", epochs)
-                else:
-                    kind = "trainer" if side == "plain" else "gather"
-                    n, s = plain_loop(b, data, scan.classes, epochs, kind, rep)
+        order = list(sides)
+        for side in order[rep % 3 :] + order[: rep % 3]:  # each side goes first once in 3
+            n, s = sides[side].run(partial(one, side, rep))
             rates[side].append(n / s)
         shown = ", ".join(f"{k} {v[-1]:.0f}" for k, v in rates.items())
         say(f"  rep {rep + 1}: images/s {shown}")
@@ -506,7 +535,7 @@ def part_b(b: Bench, args: argparse.Namespace, report: Report, work: Path, epoch
             "plain loop (trainer's augment)",
             med["trainer"] / med["plain"],
             0.97,
-            max(sides["trainer"].busy_cores, sides["plain"].busy_cores),
+            *busy_of(sides["trainer"], sides["plain"]),
         )
     )
     report.add(
@@ -520,7 +549,7 @@ def part_b(b: Bench, args: argparse.Namespace, report: Report, work: Path, epoch
             "plain loop (gather crop+flip)",
             med["trainer"] / med["plain-gather"],
             0.97,
-            max(sides["trainer"].busy_cores, sides["plain-gather"].busy_cores),
+            *busy_of(sides["trainer"], sides["plain-gather"]),
         )
     )
     report.details[f"b/{b.name}"] = {"images_per_s": rates, "epochs": epochs}
@@ -575,7 +604,9 @@ def hf_run(b: Bench, root: Path, epochs: int, workers: int, out: Path) -> dict[s
     test = PilImageFolder(root / "test", evaluate)
     classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
     torch.manual_seed(0)
-    model = create_model(b.cfg.model.name, classes, b.cfg.data.image_size).model
+    model = cast(
+        torch.nn.Module, create_model(b.cfg.model.name, classes, b.cfg.data.image_size).model
+    )
     steps_per_epoch = -(-len(train) // b.batch_size)
     o = b.cfg.optimizer
     args = TrainingArguments(
@@ -656,14 +687,12 @@ def part_c(
         return
     workers = b.workers if args.hf_workers is None else args.hf_workers
     say(f"(c) against transformers.Trainer on {b.name}: {epochs} epochs, one run each")
-    ours, theirs = Measure(args.max_wait_s), Measure(args.max_wait_s)
-    with ours.once():
-        t = trainyard_run(b, b.root, epochs, work / f"c-trainyard-{b.name}")
+    ours, theirs = Measure(args, retries=0), Measure(args, retries=0)
+    t = ours.run(lambda: trainyard_run(b, b.root, epochs, work / f"c-trainyard-{b.name}"))
     say(f"  trainyard: {t}")
-    with theirs.once():
-        h = hf_run(b, b.root, epochs, workers, work / f"c-hf-{b.name}")
+    h = theirs.run(lambda: hf_run(b, b.root, epochs, workers, work / f"c-hf-{b.name}"))
     say(f"  transformers.Trainer: {h}")
-    busy = max(ours.busy_cores, theirs.busy_cores)
+    busy = busy_of(ours, theirs)
     rate_t, rate_h = t["images"] / t["wall_s"], h["images"] / h["wall_s"]
     name = f"transformers.Trainer ({workers} workers)"
     report.add(
@@ -677,7 +706,7 @@ def part_c(
             name,
             rate_t / rate_h,
             2.0 if target else None,
-            busy,
+            *busy,
         )
     )
     acc_t, acc_h = t["test_accuracy"], h["test_accuracy"]
@@ -686,13 +715,13 @@ def part_c(
             "c",
             b.name,
             f"test accuracy after {epochs} epochs",
-            "",
+            "accuracy",
             acc_t,
             acc_h,
             name,
             acc_t / acc_h,
             1.0 if target else None,
-            busy,
+            *busy,
             note="one run each",
         )
     )
@@ -720,12 +749,16 @@ def part_d(
     if quick:
         cmd += ["--set", "loop.epochs=1"]
     say(f"(d) the CLI: {' '.join(cmd)}")
-    m = Measure(args.max_wait_s)
+    m = Measure(args, retries=0)
     log = work / "d-cli.log"
-    with m.once(), log.open("w") as f:
-        t0 = time.perf_counter()
-        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO, check=False)
-        wall = time.perf_counter() - t0
+
+    def cli() -> tuple[subprocess.CompletedProcess[bytes], float]:
+        with log.open("w") as f:
+            t0 = time.perf_counter()
+            proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO, check=False)
+            return proc, time.perf_counter() - t0
+
+    proc, wall = m.run(cli)
     if proc.returncode != 0:
         tail = log.read_text().splitlines()[-20:]
         raise SystemExit(f"(d) the CLI failed ({proc.returncode}):\n" + "\n".join(tail))
@@ -746,6 +779,7 @@ def part_d(
                 "target": f"{rel} {limit:g}",
                 "met": None if quick else ok,
                 "busy_cores": m.busy_cores,
+                "disturbed": m.busy_cores >= m.quiet_cores,
             }
         )
         verdict = "quick run, not judged" if quick else ("met" if ok else "NOT met")
@@ -787,6 +821,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--max-wait-s", type=float, default=120.0, help="longest wait for quiet CPUs per figure"
     )
+    p.add_argument(
+        "--quiet-cores",
+        type=float,
+        default=QUIET_CORES,
+        help="other processes' CPU use (cores) that counts as disturbing a measurement",
+    )
+    p.add_argument(
+        "--retries",
+        type=int,
+        default=2,
+        help="measure a throughput figure again when another process used the CPUs",
+    )
     p.add_argument("--work-dir", type=Path, default=None, help="keep runs here (default: temp)")
     p.add_argument("--json", type=Path, default=None, help="write all figures here")
     args = p.parse_args(argv)
@@ -806,18 +852,22 @@ def print_table(report: Report) -> None:
     say("|---|---|---|---|---|---|---|---|")
     for r in report.rows:
         target = "-" if r.target is None else f">= {r.target:g}x {'met' if r.met else 'NOT met'}"
-        busy = " (busy*)" if busy_flag(r) else ""
+        busy = " (busy*)" if r.disturbed else ""
+        ratio = f"{r.ratio:.2f}x"
+        if r.unit == "accuracy":
+            ratio += f" ({100 * (r.trainer - r.baseline):+.1f} pt)"
         say(
-            f"| {r.part} | {r.dataset} | {r.what} | {fmt(r.trainer)} {r.unit} | "
-            f"{r.baseline_name} | {fmt(r.baseline)} {r.unit} | {r.ratio:.2f}x{busy} | {target} |"
+            f"| {r.part} | {r.dataset} | {r.what} | {shown(r.trainer, r.unit)} | "
+            f"{r.baseline_name} | {shown(r.baseline, r.unit)} | {ratio}{busy} | {target} |"
         )
     for c in report.checks:
         met = {True: "met", False: "NOT met", None: "not judged"}[c["met"]]
+        busy = " (busy*)" if c["disturbed"] else ""
         say(
-            f"| {c['part']} | {c['dataset']} | CLI {c['what']} | {fmt(c['value'])} | - | - | - "
-            f"| {c['target']} {met} |"
+            f"| {c['part']} | {c['dataset']} | CLI {c['what']} | {fmt(c['value'])}{busy} | - | - "
+            f"| - | {c['target']} {met} |"
         )
-    if any(busy_flag(r) for r in report.rows):
+    if any(r.disturbed for r in report.rows) or any(c["disturbed"] for c in report.checks):
         say("* another process used the CPUs during that figure; rerun on an idle machine")
 
 

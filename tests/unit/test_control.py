@@ -14,10 +14,10 @@ from trainyard.platform import projects, runlogs, runs
 from trainyard.platform.control import (
     Capacity,
     ControlPlane,
-    JobPhase,
     JobRequest,
     JobView,
 )
+from trainyard.platform.jobs import JobState
 from trainyard.platform.status import FailureReason, RunStatus
 
 CONFIG = {"data": {"root": "/data/digits"}, "loop": {"epochs": 2}}
@@ -26,7 +26,7 @@ CONFIG = {"data": {"root": "/data/digits"}, "loop": {"epochs": 2}}
 @dataclass
 class FakeJob:
     req: JobRequest
-    view: JobView = field(default_factory=lambda: JobView(JobPhase.PENDING))
+    view: JobView = field(default_factory=lambda: JobView(JobState.PENDING))
     log: str = ""
 
 
@@ -52,9 +52,9 @@ class FakeJobs:
 
     def stop(self, submission_id: str) -> None:
         self.stopped.append(submission_id)
-        self.jobs[submission_id].view = JobView(JobPhase.STOPPED)
+        self.jobs[submission_id].view = JobView(JobState.STOPPED)
 
-    def set(self, sid: str, phase: JobPhase, exit_code: int | None = None) -> None:
+    def set(self, sid: str, phase: JobState, exit_code: int | None = None) -> None:
         self.jobs[sid].view = JobView(phase, exit_code=exit_code, node="node-1")
 
 
@@ -96,13 +96,13 @@ def test_follows_complete_lines_and_maps_success(engine, plane, fake) -> None:  
     (rid,) = submit(engine)
     plane.tick()
     sid = get(engine, rid).submission_id
-    fake.set(sid, JobPhase.RUNNING)
+    fake.set(sid, JobState.RUNNING)
     fake.jobs[sid].log = "one\ntwo\nthr"
     plane.tick()
     run = get(engine, rid)
     assert run.status == RunStatus.RUNNING and run.node == "node-1"
     fake.jobs[sid].log = "one\ntwo\nthree\nlast line without newline"
-    fake.set(sid, JobPhase.SUCCEEDED)
+    fake.set(sid, JobState.SUCCEEDED)
     plane.tick()
     run = get(engine, rid)
     assert run.status == RunStatus.SUCCEEDED
@@ -121,7 +121,7 @@ def test_a_restarted_plane_neither_repeats_nor_skips_lines(engine, fake, tmp_pat
     first = ControlPlane(engine, fake, tmp_path)
     first.tick()
     sid = get(engine, rid).submission_id
-    fake.set(sid, JobPhase.RUNNING)
+    fake.set(sid, JobState.RUNNING)
     fake.jobs[sid].log = "".join(f"line {i}\n" for i in range(10))
     first.tick()
     fake.jobs[sid].log += "".join(f"line {i}\n" for i in range(10, 25))  # while "down"
@@ -137,14 +137,14 @@ def test_killed_attempt_is_retried_then_fails_when_out_of_retries(engine, plane,
     (rid,) = submit(engine, max_retries=1)
     plane.tick()
     first = get(engine, rid).submission_id
-    fake.set(first, JobPhase.FAILED, exit_code=-9)
+    fake.set(first, JobState.FAILED, exit_code=-9)
     plane.reconcile()
     run = get(engine, rid)
     assert run.status == RunStatus.QUEUED and run.failure_reason == FailureReason.KILLED
     plane.schedule()
     run = get(engine, rid)
     assert run.status == RunStatus.STARTING and run.attempt == 2 and run.submission_id != first
-    fake.set(run.submission_id, JobPhase.FAILED, exit_code=-9)
+    fake.set(run.submission_id, JobState.FAILED, exit_code=-9)
     plane.tick()
     run = get(engine, rid)
     assert run.status == RunStatus.FAILED and run.failure_reason == FailureReason.KILLED
@@ -153,7 +153,7 @@ def test_killed_attempt_is_retried_then_fails_when_out_of_retries(engine, plane,
 def test_bad_input_is_not_retried(engine, plane, fake) -> None:  # type: ignore[no-untyped-def]
     (rid,) = submit(engine, max_retries=3)
     plane.tick()
-    fake.set(get(engine, rid).submission_id, JobPhase.FAILED, exit_code=2)
+    fake.set(get(engine, rid).submission_id, JobState.FAILED, exit_code=2)
     plane.tick()
     run = get(engine, rid)
     assert run.status == RunStatus.FAILED and run.failure_reason == FailureReason.BAD_INPUT
@@ -163,7 +163,7 @@ def test_cancel_of_a_running_run_stops_the_job(engine, plane, fake) -> None:  # 
     (rid,) = submit(engine)
     plane.tick()
     sid = get(engine, rid).submission_id
-    fake.set(sid, JobPhase.RUNNING)
+    fake.set(sid, JobState.RUNNING)
     plane.tick()
     with Session(engine) as s:
         runs.request_cancel(s, rid)
@@ -178,7 +178,7 @@ def test_a_vanished_job_fails_as_lost(engine, plane, fake) -> None:  # type: ign
     (rid,) = submit(engine)
     plane.tick()
     sid = get(engine, rid).submission_id
-    fake.set(sid, JobPhase.RUNNING)
+    fake.set(sid, JobState.RUNNING)
     plane.tick()
     del fake.jobs[sid]
     plane.reconcile()

@@ -16,7 +16,6 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
@@ -25,6 +24,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from trainyard.platform import runlogs, runs
+from trainyard.platform.jobs import JobState
 from trainyard.platform.models import Run, utcnow
 from trainyard.platform.projects import get_project
 from trainyard.platform.scheduling import (
@@ -44,20 +44,9 @@ LOST_JOB_GRACE_S = 60.0
 INGEST_BATCH_LINES = 5000
 
 
-class JobPhase(StrEnum):
-    PENDING = "PENDING"
-    RUNNING = "RUNNING"
-    SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
-    STOPPED = "STOPPED"
-
-    def is_terminal(self) -> bool:
-        return self in (JobPhase.SUCCEEDED, JobPhase.FAILED, JobPhase.STOPPED)
-
-
 @dataclass(frozen=True)
 class JobView:
-    phase: JobPhase
+    phase: JobState
     message: str = ""
     exit_code: int | None = None
     node: str | None = None
@@ -306,16 +295,16 @@ class ControlPlane:
             return
         if view.node and run.node != view.node:
             run.node = view.node
-        if view.phase == JobPhase.PENDING:
+        if view.phase == JobState.PENDING:
             return
-        if view.phase == JobPhase.RUNNING:
+        if view.phase == JobState.RUNNING:
             if run.status == RunStatus.STARTING:
                 runs.set_status(s, run, RunStatus.RUNNING)
             return
         self._drain(s, run, final=True)
-        if view.phase == JobPhase.SUCCEEDED:
+        if view.phase == JobState.SUCCEEDED:
             runs.set_status(s, run, RunStatus.SUCCEEDED)
-        elif view.phase == JobPhase.STOPPED or run.cancel_requested:
+        elif view.phase == JobState.STOPPED or run.cancel_requested:
             runs.set_status(
                 s,
                 run,

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from trainyard.platform.control import Capacity, JobPhase, JobRequest, JobView
+from trainyard.platform.control import Capacity, JobRequest, JobView
 from trainyard.platform.jobs import RayJobs
 from trainyard.platform.ray_cluster import (
     DEFAULT_DASHBOARD_PORT,
@@ -67,7 +67,7 @@ class RayJobBackend:
         if info.driver_exit_code is not None and "exit code" not in message:
             message = f"{message} (exit code {info.driver_exit_code})".strip()
         return JobView(
-            phase=JobPhase(info.state.value),
+            phase=info.state,
             message=message,
             exit_code=info.driver_exit_code,
             node=info.driver_node_ip or info.driver_node_id,

@@ -70,6 +70,15 @@ def _decode_with_pil(path: str) -> torch.Tensor:
     return torch.from_numpy(rgb.copy()).permute(2, 0, 1).contiguous()
 
 
+def bad_images_error(bad: list[tuple[str, str]]) -> DataError:
+    """One line: the first bad file, why, how many more, and what to do."""
+    path, reason = bad[0]
+    more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+    return DataError(
+        f"unreadable image {path}: {reason}{more}. Fix or remove it, or set data.on_bad_image: skip"
+    )
+
+
 @dataclass
 class DecodedSplit:
     name: str
@@ -119,12 +128,7 @@ def decode_split(
                 progress(done, len(split))
     skipped = [(split.paths[i], errors[i]) for i in sorted(errors)]
     if skipped and on_bad_image == "fail":
-        path, reason = skipped[0]
-        more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
-        raise DataError(
-            f"unreadable image {path}: {reason}{more}. Fix or remove it, or set "
-            "data.on_bad_image: skip"
-        )
+        raise bad_images_error(skipped)
     for path, reason in skipped:
         log.warning("skipped unreadable image %s: %s", path, reason)
     keep = ok.nonzero().flatten()
@@ -285,12 +289,7 @@ def verify_split(split: Split, workers: int, on_bad_image: str) -> Split:
         problems = list(pool.map(check, split.paths))
     bad = [(p, r) for p, r in zip(split.paths, problems, strict=True) if r]
     if bad and on_bad_image == "fail":
-        path, reason = bad[0]
-        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-        raise DataError(
-            f"unreadable image {path}: {reason}{more}. Fix or remove it, or set "
-            "data.on_bad_image: skip"
-        )
+        raise bad_images_error(bad)
     good = Split(split.name)
     for p, y, r in zip(split.paths, split.labels, problems, strict=True):
         if r is None:

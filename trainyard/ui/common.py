@@ -90,6 +90,18 @@ def require_run(run_id: Any) -> int:
     return int(run_id)
 
 
+def run_id_list(values: Any) -> list[int]:
+    """Run ids from a multiselect (or one id, or nothing), as ints; a clear error otherwise."""
+    if values in (None, ""):
+        return []
+    if not isinstance(values, list | tuple):
+        values = [values]
+    try:
+        return [int(v) for v in values if v not in (None, "")]
+    except (TypeError, ValueError):
+        raise gr.Error(f"run ids must be whole numbers (got {values!r})") from None
+
+
 def ago(seconds: float) -> str:
     s = int(max(0, seconds))
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):

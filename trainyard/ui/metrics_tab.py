@@ -23,7 +23,7 @@ from trainyard.platform.errors import NotFound
 from trainyard.platform.models import Metric, Run
 from trainyard.platform.status import RunStatus
 from trainyard.trainer.checkpoint import INFO_FILE, find_checkpoint
-from trainyard.ui.common import UIContext, require_run, run_choices, user_errors
+from trainyard.ui.common import UIContext, require_run, run_choices, run_id_list, user_errors
 
 LIVE_PERIOD_S = 2.0
 MAX_COMPARE_RUNS = 20
@@ -267,17 +267,6 @@ def _compare_plot(df: Any) -> pd.DataFrame | None:
     return out.astype({"epoch": int, "run": "str"}) if not out.empty else None
 
 
-def _run_id_list(values: Any) -> list[int]:
-    if values in (None, ""):
-        return []
-    if not isinstance(values, list | tuple):
-        values = [values]
-    try:
-        return [int(v) for v in values if v not in (None, "")]
-    except (TypeError, ValueError):
-        raise gr.Error(f"run ids must be whole numbers (got {values!r})") from None
-
-
 # ---- the tab -------------------------------------------------------------------------------
 
 
@@ -439,7 +428,7 @@ def create_metrics_tab(
 
     @user_errors
     def compare_runs(run_ids: Any, metric: Any) -> pd.DataFrame:
-        ids = _run_id_list(run_ids)
+        ids = run_id_list(run_ids)
         if not ids:
             raise gr.Error("choose one or more runs to compare")
         if len(ids) > MAX_COMPARE_RUNS:

@@ -22,7 +22,7 @@ from urllib.parse import quote
 import gradio as gr
 
 from trainyard.platform import runs
-from trainyard.ui.common import UIContext, run_choices, user_errors
+from trainyard.ui.common import UIContext, run_choices, run_id_list, user_errors
 
 log = logging.getLogger(__name__)
 
@@ -187,17 +187,6 @@ def tensorboard_html(url: str, note: str = "") -> str:
     )
 
 
-def _run_ids(values: Any) -> list[int]:
-    if values in (None, ""):
-        return []
-    if not isinstance(values, list | tuple):
-        values = [values]
-    try:
-        return [int(v) for v in values if v not in (None, "")]
-    except (TypeError, ValueError):
-        raise gr.Error(f"run ids must be whole numbers (got {values!r})") from None
-
-
 def create_tensorboard_tab(ctx: UIContext, project: gr.Dropdown) -> dict[str, Any]:
     gr.Markdown(
         "TensorBoard for this app's runs (scalars per epoch and per step). Pick the runs to "
@@ -218,7 +207,7 @@ def create_tensorboard_tab(ctx: UIContext, project: gr.Dropdown) -> dict[str, An
 
     @user_errors
     def tensorboard_view(run_ids: Any) -> str:
-        ids = _run_ids(run_ids)
+        ids = run_id_list(run_ids)
         folders = run_folder_names(ctx, ids)
         note = f"showing {len(ids)} run(s)" if ids else "showing every run"
         return tensorboard_html(tensorboard_url(folders), note)
@@ -230,7 +219,7 @@ def create_tensorboard_tab(ctx: UIContext, project: gr.Dropdown) -> dict[str, An
     @user_errors
     def refresh_runs(project_id: Any, current: Any) -> Any:
         choices = run_choices(ctx, int(project_id)) if project_id not in (None, "") else []
-        return gr.update(choices=choices, value=_run_ids(current))
+        return gr.update(choices=choices, value=run_id_list(current))
 
     picked.change(tensorboard_view, [picked], [frame], api_name="tensorboard_view")
     refresh.click(refresh_runs, [project, picked], [picked], api_visibility="private")
