@@ -45,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         "datasets_dir": Path(args.datasets_dir) if args.datasets_dir else None,
         "storage_dir": Path(args.storage) if args.storage else None,
     }
-    settings = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v})
+    settings = dataclasses.replace(
+        settings, **{k: v for k, v in overrides.items() if v is not None and v != ""}
+    )
     settings.apply_process_env()
 
     from trainyard.platform.demo import seed_demo
@@ -53,7 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     from trainyard.ui.app import launch
     from trainyard.ui.common import UIContext
 
-    platform = Platform.open(settings, with_ray=True, start_loop=True)
+    from trainyard.platform.ray_cluster import RayClusterError
+
+    try:
+        platform = Platform.open(settings, with_ray=True, start_loop=True)
+    except RayClusterError as e:  # no Ray: say what to do, not a traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     try:
         seed_demo(platform)
         ctx = UIContext(platform, ray_dashboard_url=platform.dashboard_url)
