@@ -51,11 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     settings.apply_process_env()
 
     from trainyard.platform.demo import seed_demo
+    from trainyard.platform.ray_cluster import RayClusterError
     from trainyard.platform.service import Platform
     from trainyard.ui.app import launch
     from trainyard.ui.common import UIContext
-
-    from trainyard.platform.ray_cluster import RayClusterError
 
     try:
         platform = Platform.open(settings, with_ray=True, start_loop=True)

@@ -115,11 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     settings = _settings(args)
     settings.apply_process_env()
     from trainyard.platform.errors import PlatformError
+    from trainyard.platform.ray_cluster import RayClusterError
     from trainyard.trainer.config import ConfigError
 
     try:
         return COMMANDS[args.cmd](args, settings)
-    except (PlatformError, ConfigError) as e:
+    except (PlatformError, ConfigError, RayClusterError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
