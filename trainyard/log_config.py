@@ -39,5 +39,7 @@ def setup_logging(level: str | None = None, fmt: str | None = None) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # TensorBoard's in-app loader logs every 10-second reload at INFO: keep it for DEBUG.
-    logging.getLogger("tensorboard").setLevel(max(logging.getLevelName(level), logging.WARNING))
+    quiet = max(logging.getLevelName(level), logging.WARNING)
+    logging.getLogger("tensorboard").setLevel(quiet)
+    logging.getLogger("alembic").setLevel(quiet)  # a line per migration plugin, every start
     _configured = True
