@@ -443,7 +443,8 @@ def plain_loop(
     """A minimal training loop: (images trained on, seconds in the loop)."""
     torch.manual_seed(seed)
     lm = create_model(b.cfg.model.name, classes, b.cfg.data.image_size)
-    model = cast(torch.nn.Module, lm.model)
+    # channels_last like the trainer (faster oneDNN convolutions), so (b) compares the loops.
+    model = cast(torch.nn.Module, lm.model).to(memory_format=torch.channels_last)
     mean, std = torch.tensor(lm.mean), torch.tensor(lm.std)
     if augment_kind == "trainer":
         augment = build_cpu_augment(b.aug, mean, std)
@@ -463,7 +464,8 @@ def plain_loop(
         order = torch.randperm(len(data.labels), generator=g)
         for s in range(steps):
             idx = order[s * bs : (s + 1) * bs]
-            x, y = augment(data.images[idx]), data.labels[idx]
+            x = augment(data.images[idx]).contiguous(memory_format=torch.channels_last)
+            y = data.labels[idx]
             loss = loss_fn(model(pixel_values=x).logits, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
