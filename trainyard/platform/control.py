@@ -12,9 +12,7 @@ import logging
 import os
 import sys
 import threading
-import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -96,7 +94,6 @@ class ControlPlane:
     jobs: JobBackend
     storage_dir: Path
     threads_per_run: int = 1
-    clock: Callable[[], float] = time.time
     _stop: threading.Event = field(default_factory=threading.Event)
 
     # ---- the loop ------------------------------------------------------------------------

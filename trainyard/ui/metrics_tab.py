@@ -23,7 +23,14 @@ from trainyard.platform.errors import NotFound
 from trainyard.platform.models import Metric, Run
 from trainyard.platform.status import RunStatus
 from trainyard.trainer.checkpoint import INFO_FILE, find_checkpoint
-from trainyard.ui.common import UIContext, require_run, run_choices, run_id_list, user_errors
+from trainyard.ui.common import (
+    UIContext,
+    dynamic_dropdown,
+    require_run,
+    run_choices,
+    run_id_list,
+    user_errors,
+)
 
 LIVE_PERIOD_S = 2.0
 MAX_COMPARE_RUNS = 20
@@ -274,14 +281,7 @@ def create_metrics_tab(
     ctx: UIContext, project: gr.Dropdown, selected_run: gr.State
 ) -> dict[str, Any]:
     with gr.Row():
-        run = gr.Dropdown(
-            label="Run",
-            elem_id="ty-metrics-run",
-            choices=[],
-            value=None,
-            allow_custom_value=True,  # API clients pass run ids this session has not listed
-            scale=5,
-        )
+        run = dynamic_dropdown(label="Run", elem_id="ty-metrics-run", value=None, scale=5)
         refresh = gr.Button("Refresh", scale=0, min_width=120)
     summary = gr.Markdown("Choose a run.")
     plots = []
@@ -337,14 +337,8 @@ def create_metrics_tab(
 
     gr.Markdown("### Compare runs")
     with gr.Row():
-        compare_ids = gr.Dropdown(
-            label="Runs",
-            elem_id="ty-compare-runs",
-            choices=[],
-            value=[],
-            multiselect=True,
-            allow_custom_value=True,
-            scale=4,
+        compare_ids = dynamic_dropdown(
+            label="Runs", elem_id="ty-compare-runs", value=[], multiselect=True, scale=4
         )
         compare_metric = gr.Dropdown(
             label="Metric", choices=COMPARE_METRICS, value="val/accuracy", scale=2

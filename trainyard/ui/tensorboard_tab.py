@@ -22,7 +22,7 @@ from urllib.parse import quote
 import gradio as gr
 
 from trainyard.platform import runs
-from trainyard.ui.common import UIContext, run_choices, run_id_list, user_errors
+from trainyard.ui.common import UIContext, dynamic_dropdown, run_choices, run_id_list, user_errors
 
 log = logging.getLogger(__name__)
 
@@ -193,14 +193,8 @@ def create_tensorboard_tab(ctx: UIContext, project: gr.Dropdown) -> dict[str, An
         "show; none picked shows every run on the server."
     )
     with gr.Row():
-        picked = gr.Dropdown(
-            label="Runs",
-            elem_id="ty-tensorboard-runs",
-            choices=[],
-            value=[],
-            multiselect=True,
-            allow_custom_value=True,  # API clients pass run ids this session has not listed
-            scale=5,
+        picked = dynamic_dropdown(
+            label="Runs", elem_id="ty-tensorboard-runs", value=[], multiselect=True, scale=5
         )
         refresh = gr.Button("Refresh run list", scale=0, min_width=180)
     frame = gr.HTML(tensorboard_html(tensorboard_url([])))

@@ -23,7 +23,7 @@ from trainyard.platform.models import Run
 from trainyard.trainer.checkpoint import find_checkpoint
 from trainyard.trainer.data import scan_dataset
 from trainyard.trainer.inference import ImageInput, PredictionError, Predictor
-from trainyard.ui.common import UIContext, require_run, run_choices, user_errors
+from trainyard.ui.common import UIContext, dynamic_dropdown, require_run, run_choices, user_errors
 from trainyard.ui.metrics_tab import project_runs
 
 PREDICTOR_CACHE_SIZE = 4  # models in memory at once, across all sessions
@@ -182,17 +182,8 @@ def create_testing_tab(
 ) -> dict[str, Any]:
     cache = PredictorCache()
     with gr.Row():
-        run = gr.Dropdown(
-            label="Run",
-            elem_id="ty-testing-run",
-            choices=[],
-            value=None,
-            allow_custom_value=True,  # API clients pass run ids this session has not listed
-            scale=4,
-        )
-        checkpoint = gr.Dropdown(
-            label="Checkpoint", choices=[], value=None, allow_custom_value=True, scale=2
-        )
+        run = dynamic_dropdown(label="Run", elem_id="ty-testing-run", value=None, scale=4)
+        checkpoint = dynamic_dropdown(label="Checkpoint", value=None, scale=2)
         top_k = gr.Slider(1, 10, value=DEFAULT_TOP_K, step=1, label="Top k", scale=2)
     with gr.Row():
         with gr.Column(scale=1):
