@@ -26,6 +26,7 @@ from trainyard.trainer.augment import build_augment, normalize, resolve_params
 from trainyard.trainer.config import TrainConfig
 from trainyard.trainer.data import scan_dataset
 from trainyard.trainer.events import EventWriter
+from trainyard.trainer.host_memory import keep_freed_memory
 from trainyard.trainer.image_cache import (
     DecodedSplit,
     StreamingDataset,
@@ -126,6 +127,9 @@ class Trainer:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # "Loading weights" bars are noise in a job log
+        # Reuse freed step buffers instead of page-faulting fresh ones every step (~15% of a
+        # CPU step; see host_memory.py).
+        keep_freed_memory()
         if cfg.loop.threads:
             torch.set_num_threads(cfg.loop.threads)
         self.device = pick_device(cfg.loop.device, self.dist.local_rank)
