@@ -37,8 +37,8 @@ test: lint demo-data system-deps
 bench: demo-data
 	$(PY) -m pip install -q -e '.[test,bench]'
 	$(PY) bench/trainer.py --cifar ../shared/datasets/cifar10
-	$(PY) bench/platform.py
-	$(PY) bench/platform_ray.py
+	$(PY) bench/control_plane.py
+	$(PY) bench/control_plane_ray.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

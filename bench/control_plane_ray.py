@@ -1,6 +1,6 @@
 """Going through the queue and Ray against starting the trainer directly.
 
-    python bench/platform_ray.py [--repeat 3] [--epochs 2]
+    python bench/control_plane_ray.py [--repeat 3] [--epochs 2]
 
 Both sides train the same config (resnet-tiny on the digits, one thread) from the same
 machine. Direct: `python -m trainyard.trainer` in a subprocess; time to its first training
@@ -12,29 +12,27 @@ run's SUCCEEDED in the database. Medians of --repeat runs each, after one warm-u
 
 from __future__ import annotations
 
+import argparse
+import statistics
+import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from trainyard.demo_data import make_digits
+from trainyard.platform import projects, runs
+from trainyard.platform.control import ControlPlane
+from trainyard.platform.db import make_engine, migrate
+from trainyard.platform.models import RunLog
+from trainyard.platform.ray_backend import RayJobBackend
+from trainyard.platform.ray_cluster import LocalRayHead, apply_ray_env, free_port
+from trainyard.trainer.events import parse_event
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[0] = str(REPO)  # this folder holds platform.py, which would shadow the stdlib module
-
-import argparse  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from typing import Any  # noqa: E402
-
-from sqlmodel import Session, col, select  # noqa: E402
-
-from trainyard.demo_data import make_digits  # noqa: E402
-from trainyard.platform import projects, runs  # noqa: E402
-from trainyard.platform.control import ControlPlane  # noqa: E402
-from trainyard.platform.db import make_engine, migrate  # noqa: E402
-from trainyard.platform.models import RunLog  # noqa: E402
-from trainyard.platform.ray_backend import RayJobBackend  # noqa: E402
-from trainyard.platform.ray_cluster import LocalRayHead, apply_ray_env, free_port  # noqa: E402
-from trainyard.trainer.events import parse_event  # noqa: E402
 
 
 def config(root: Path, epochs: int) -> dict[str, Any]:
