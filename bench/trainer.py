@@ -26,6 +26,7 @@ import contextlib
 import io
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -41,13 +42,6 @@ from typing import Any, TypeVar, cast
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parent.parent
-# Run as a script, this file's folder comes first on sys.path, where bench/platform.py would
-# shadow the standard `platform` module that torch and transformers import (none of the
-# modules above does). Not the repo root either: its datasets/ folder would pass for the
-# `datasets` package, and transformers.Trainer would then fail. trainyard is pip-installed.
-if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)
-
 # Quiet, offline defaults, set before transformers is imported.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -62,6 +56,7 @@ from trainyard.trainer.config import TrainConfig, read_config_file  # noqa: E402
 from trainyard.trainer.data import scan_dataset  # noqa: E402
 from trainyard.trainer.engine import Trainer  # noqa: E402
 from trainyard.trainer.events import EventWriter, parse_event  # noqa: E402
+from trainyard.trainer.host_memory import keep_freed_memory  # noqa: E402
 from trainyard.trainer.image_cache import DecodedSplit, TensorBatches, decode_split  # noqa: E402
 from trainyard.trainer.models import create_model  # noqa: E402
 
@@ -511,6 +506,7 @@ def part_b(b: Bench, args: argparse.Namespace, report: Report, work: Path, epoch
     data = decode_split(scan.splits["train"], b.size, b.workers, "fail", str(cache))
     sides = {k: Measure(args) for k in ("trainer", "plain", "plain-gather")}
     rates: dict[str, list[float]] = {k: [] for k in sides}
+    faults: dict[str, list[int]] = {k: [] for k in sides}  # minor page faults per image
 
     def one(side: str, rep: int) -> tuple[int, float]:
         if side == "trainer":
@@ -521,10 +517,13 @@ def part_b(b: Bench, args: argparse.Namespace, report: Report, work: Path, epoch
     for rep in range(args.reps):
         order = list(sides)
         for side in order[rep % 3 :] + order[: rep % 3]:  # each side goes first once in 3
+            f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             n, s = sides[side].run(partial(one, side, rep))
             rates[side].append(n / s)
+            faults[side].append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
         shown = ", ".join(f"{k} {v[-1]:.0f}" for k, v in rates.items())
-        say(f"  rep {rep + 1}: images/s {shown}")
+        paged = ", ".join(f"{k} {v[-1]:,}" for k, v in faults.items())
+        say(f"  rep {rep + 1}: images/s {shown}; minor page faults {paged}")
     med = {k: statistics.median(v) for k, v in rates.items()}
     report.add(
         Row(
@@ -554,7 +553,7 @@ def part_b(b: Bench, args: argparse.Namespace, report: Report, work: Path, epoch
             *busy_of(sides["trainer"], sides["plain-gather"]),
         )
     )
-    report.details[f"b/{b.name}"] = {"images_per_s": rates, "epochs": epochs}
+    report.details[f"b/{b.name}"] = {"images_per_s": rates, "page_faults": faults, "epochs": epochs}
 
 
 # ---- (c) against HuggingFace Trainer -----------------------------------------------------
@@ -592,7 +591,7 @@ def comparable_schedule(b: Bench, epochs: int) -> tuple[dict[str, Any], str, flo
     return {"name": "linear", "warmup_epochs": warm, "min_lr_ratio": 0.0}, "linear", warm
 
 
-def hf_run(b: Bench, root: Path, epochs: int, workers: int, out: Path) -> dict[str, Any]:
+def hf_run(b: Bench, root: Path, epochs: int, workers: int, out: Path, seed: int) -> dict[str, Any]:
     from transformers import Trainer as HFTrainer
     from transformers import TrainingArguments
     from transformers.trainer_callback import PrinterCallback
@@ -605,7 +604,7 @@ def hf_run(b: Bench, root: Path, epochs: int, workers: int, out: Path) -> dict[s
     val = PilImageFolder(root / "val", evaluate)
     test = PilImageFolder(root / "test", evaluate)
     classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
-    torch.manual_seed(0)
+    torch.manual_seed(seed)  # the same initial weights as the trainyard run of this seed
     model = cast(
         torch.nn.Module, create_model(b.cfg.model.name, classes, b.cfg.data.image_size).model
     )
@@ -635,7 +634,7 @@ def hf_run(b: Bench, root: Path, epochs: int, workers: int, out: Path) -> dict[s
         use_cpu=True,
         report_to="none",
         disable_tqdm=True,
-        seed=0,
+        seed=seed,
     )
 
     def accuracy(pred: Any) -> dict[str, float]:
@@ -659,12 +658,13 @@ def hf_run(b: Bench, root: Path, epochs: int, workers: int, out: Path) -> dict[s
     }
 
 
-def trainyard_run(b: Bench, root: Path, epochs: int, run_dir: Path) -> dict[str, Any]:
+def trainyard_run(b: Bench, root: Path, epochs: int, run_dir: Path, seed: int) -> dict[str, Any]:
     schedule, _, _ = comparable_schedule(b, epochs)
+    loop = {"epochs": epochs, "threads": torch.get_num_threads(), "progress_interval_s": 30}
     cfg = b.config(
         data={"root": str(root), "cache": "memory"},
         schedule=schedule,
-        loop={"epochs": epochs, "threads": torch.get_num_threads(), "progress_interval_s": 30},
+        loop=loop | {"seed": seed},
     )
     t0 = time.perf_counter()
     results, events = run_trainer(cfg, run_dir)
@@ -680,7 +680,13 @@ def trainyard_run(b: Bench, root: Path, epochs: int, run_dir: Path) -> dict[str,
 
 
 def part_c(
-    b: Bench, args: argparse.Namespace, report: Report, work: Path, epochs: int, target: bool
+    b: Bench,
+    args: argparse.Namespace,
+    report: Report,
+    work: Path,
+    epochs: int,
+    seeds: int,
+    target: bool,
 ) -> None:
     try:
         import accelerate  # noqa: F401  (transformers.Trainer needs it on PyTorch)
@@ -688,20 +694,38 @@ def part_c(
         say("(c) skipped: transformers.Trainer needs accelerate: pip install 'accelerate>=1.1'")
         return
     workers = b.workers if args.hf_workers is None else args.hf_workers
-    say(f"(c) against transformers.Trainer on {b.name}: {epochs} epochs, one run each")
+    say(f"(c) against transformers.Trainer on {b.name}: {epochs} epochs, seeds 0-{seeds - 1}")
     ours, theirs = Measure(args, retries=0), Measure(args, retries=0)
-    t = ours.run(lambda: trainyard_run(b, b.root, epochs, work / f"c-trainyard-{b.name}"))
-    say(f"  trainyard: {t}")
-    h = theirs.run(lambda: hf_run(b, b.root, epochs, workers, work / f"c-hf-{b.name}"))
-    say(f"  transformers.Trainer: {h}")
+    runs: dict[str, list[dict[str, Any]]] = {"trainyard": [], "transformers": []}
+    for seed in range(seeds):
+        # Each seed gives both sides the same initial weights; they alternate who goes first.
+        sides = [
+            (
+                ours,
+                "trainyard",
+                partial(
+                    trainyard_run, b, b.root, epochs, work / f"c-trainyard-{b.name}-{seed}", seed
+                ),
+            ),
+            (
+                theirs,
+                "transformers",
+                partial(hf_run, b, b.root, epochs, workers, work / f"c-hf-{b.name}-{seed}", seed),
+            ),
+        ]
+        for measure, side, fn in sides if seed % 2 == 0 else sides[::-1]:
+            runs[side].append(measure.run(fn))
+            say(f"  seed {seed} {side}: {runs[side][-1]}")
     busy = busy_of(ours, theirs)
-    rate_t, rate_h = t["images"] / t["wall_s"], h["images"] / h["wall_s"]
+    rate_t = statistics.median(r["images"] / r["wall_s"] for r in runs["trainyard"])
+    rate_h = statistics.median(r["images"] / r["wall_s"] for r in runs["transformers"])
     name = f"transformers.Trainer ({workers} workers)"
     report.add(
         Row(
             "c",
             b.name,
-            f"images/s of wall time, {epochs} epochs",
+            f"images/s of wall time, {epochs} epochs"
+            + (f", median of {seeds}" if seeds > 1 else ""),
             "img/s",
             rate_t,
             rate_h,
@@ -711,12 +735,15 @@ def part_c(
             *busy,
         )
     )
-    acc_t, acc_h = t["test_accuracy"], h["test_accuracy"]
+    accs = {k: [r["test_accuracy"] for r in v] for k, v in runs.items()}
+    acc_t, acc_h = statistics.mean(accs["trainyard"]), statistics.mean(accs["transformers"])
+    each = "; ".join(f"{k}: " + ", ".join(f"{100 * a:.2f}" for a in v) for k, v in accs.items())
     report.add(
         Row(
             "c",
             b.name,
-            f"test accuracy after {epochs} epochs",
+            f"test accuracy after {epochs} epochs"
+            + (f", mean of {seeds} seeds" if seeds > 1 else ""),
             "accuracy",
             acc_t,
             acc_h,
@@ -724,10 +751,10 @@ def part_c(
             acc_t / acc_h,
             1.0 if target else None,
             *busy,
-            note="one run each",
+            note=f"per seed (%): {each}",
         )
     )
-    report.details[f"c/{b.name}"] = {"trainyard": t, "transformers": h}
+    report.details[f"c/{b.name}"] = runs
 
 
 # ---- (d) the shipped config through the CLI ----------------------------------------------
@@ -818,6 +845,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--digits-config", type=Path, default=DIGITS_CONFIG)
     p.add_argument("--c-epochs", type=int, default=3, help="epochs of each (c) run on CIFAR-10")
     p.add_argument(
+        "--c-seeds", type=int, default=3, help="(c) on CIFAR-10: runs per side, seeds 0..N-1"
+    )
+    p.add_argument(
         "--hf-workers", type=int, default=None, help="HF DataLoader workers (default: data.workers)"
     )
     p.add_argument(
@@ -876,6 +906,9 @@ def print_table(report: Report) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    # The trainer sets this in its own process (host_memory.py); set once here, before any
+    # side runs, every baseline gets the same allocator whatever the order of the sides.
+    keep_freed_memory()
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
         if args.work_dir:
@@ -902,9 +935,10 @@ def main(argv: list[str] | None = None) -> int:
             part_b(cifar, args, report, work, epochs=1)
             part_b(digits, args, report, work, epochs=5)
         if "c" in args.parts:
-            part_c(cifar, args, report, work, 1 if args.quick else args.c_epochs, target=True)
-            digits_epochs = digits.cfg.loop.epochs
-            part_c(digits, args, report, work, 1 if args.quick else digits_epochs, target=False)
+            c_epochs, c_seeds = (1, 1) if args.quick else (args.c_epochs, args.c_seeds)
+            part_c(cifar, args, report, work, c_epochs, c_seeds, target=True)
+            digits_epochs = 1 if args.quick else digits.cfg.loop.epochs
+            part_c(digits, args, report, work, digits_epochs, 1, target=False)
         if "d" in args.parts:
             part_d(cifar, args.cifar_config, args, report, work, args.quick)
         print_table(report)
