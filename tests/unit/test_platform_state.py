@@ -8,7 +8,7 @@ import pytest
 from sqlmodel import Session
 
 from trainyard.platform import projects, runlogs, runs
-from trainyard.platform.errors import Conflict, PlatformError, Refused
+from trainyard.platform.errors import Conflict, NotFound, PlatformError, Refused
 from trainyard.platform.status import FailureReason, IllegalTransition, RunStatus
 from trainyard.trainer.events import format_event
 
@@ -176,3 +176,78 @@ def test_configs_are_validated_and_versioned(session: Session, project) -> None:
     configs.create_group(session, project.id, "baselines")
     with pytest.raises(Conflict):
         configs.create_group(session, project.id, "baselines")
+
+
+def test_unregister_dataset_keeps_folder_configs_and_runs(
+    session: Session, project, make_dataset, tmp_path: Path
+) -> None:
+    from trainyard.platform import configs, datasets
+
+    root = make_dataset(per_class=2)  # tmp_path/ds
+    ds = datasets.register_dataset(session, project.id, "shapes", "ds", tmp_path)
+    datasets.register_dataset(session, project.id, "same-folder", str(root), tmp_path)
+    # Configs name the folder, relative to the datasets root or absolute; any version counts.
+    configs.save_config(session, project.id, "relative", {**CONFIG, "data": {"root": "ds"}})
+    configs.save_config(session, project.id, "absolute", {**CONFIG, "data": {"root": str(root)}})
+    configs.save_config(session, project.id, "moved", {**CONFIG, "data": {"root": "ds/"}})
+    configs.save_config(session, project.id, "moved", CONFIG)
+    configs.save_config(session, project.id, "elsewhere", CONFIG)
+    reads_it = runs.submit_run(session, project.id, {**CONFIG, "data": {"root": str(root)}})
+    runs.submit_run(session, project.id, CONFIG)  # queued on another folder: no obstacle
+    other = projects.create_project(session, "other")
+    runs.submit_run(session, other.id, {**CONFIG, "data": {"root": str(root)}})  # not ours
+    session.commit()
+
+    usage = datasets.dataset_usage(session, ds, tmp_path)
+    assert usage == datasets.DatasetUsage(["absolute", "moved", "relative"], 1, 0)
+    with pytest.raises(Conflict, match="'shapes': 1 queued or running run"):
+        datasets.delete_dataset(session, ds.id, tmp_path)
+    assert [d.name for d in datasets.list_datasets(session, project.id)] == [
+        "same-folder",
+        "shapes",
+    ]
+
+    runs.request_cancel(session, reads_it.id)
+    usage = datasets.delete_dataset(session, ds.id, tmp_path)
+    session.commit()
+    assert usage == datasets.DatasetUsage(["absolute", "moved", "relative"], 0, 1)
+    assert [d.name for d in datasets.list_datasets(session, project.id)] == ["same-folder"]
+    assert (root / "train" / "a" / "000.png").is_file()  # the folder is never touched
+    assert len(configs.list_configs(session, project.id)) == 4
+    assert runs.get_run(session, reads_it.id).config["data"]["root"] == str(root)
+    with pytest.raises(NotFound, match=f"no dataset with id {ds.id}"):
+        datasets.delete_dataset(session, ds.id, tmp_path)
+    # The name is free again: registering the folder anew works.
+    assert datasets.register_dataset(session, project.id, "shapes", "ds", tmp_path).id
+
+
+def test_config_versions_newest_first_with_diff(session: Session, project) -> None:
+    from trainyard.platform import configs
+
+    for epochs in (1, 2, 3):
+        configs.save_config(session, project.id, "c", {**CONFIG, "loop": {"epochs": epochs}})
+    configs.save_config(session, project.id, "other", CONFIG)
+    session.commit()
+    rows = configs.list_config_versions(session, project.id, " c ")
+    assert [(r.name, r.version, r.body["loop"]["epochs"]) for r in rows] == [
+        ("c", 3, 3),
+        ("c", 2, 2),
+        ("c", 1, 1),
+    ]
+    assert configs.get_config_version(session, project.id, "c", 2).id == rows[1].id
+    with pytest.raises(NotFound, match=r"no config named 'nope' \(configs: c, other\)"):
+        configs.list_config_versions(session, project.id, "nope")
+    with pytest.raises(NotFound, match="'c' has no version 7 \\(1 to 3\\)"):
+        configs.get_config_version(session, project.id, "c", 7)
+    with pytest.raises(NotFound, match="no project with id 999"):
+        configs.list_config_versions(session, 999, "c")
+
+    assert configs.config_diff(rows[0].body, rows[0].body) == []
+    assert configs.config_diff(rows[2].body, rows[0].body) == [("loop.epochs", 1, 3)]
+    old = {"a": {"x": 1, "gone": 2}, "params": {}}
+    new = {"a": {"x": 1}, "params": {"hflip": 0.0}, "b": [1]}
+    assert configs.config_diff(old, new) == [
+        ("a.gone", 2, configs.MISSING),
+        ("params.hflip", configs.MISSING, 0.0),
+        ("b", configs.MISSING, [1]),
+    ]

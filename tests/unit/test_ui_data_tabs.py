@@ -8,7 +8,6 @@ exactly as a user's script would.
 from __future__ import annotations
 
 import dataclasses
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,13 +19,11 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from tests.conftest import write_image
-from trainyard.platform import configs, datasets
+from tests.ui_server import serve_app
+from trainyard.platform import configs, datasets, projects
 from trainyard.platform.demo import DEMO_CONFIG_NAME, demo_config, seed_demo
 from trainyard.platform.service import Platform
-from trainyard.settings import Settings
 from trainyard.trainer.config import ConfigError, TrainConfig
-from trainyard.ui.app import launch
-from trainyard.ui.common import UIContext
 from trainyard.ui.configs_tab import FORM_KEYS, OPTIONAL_NUMBERS, form_body, form_values
 
 
@@ -38,33 +35,13 @@ class App:
     datasets_dir: Path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")  # tests using it are slow: a real server, ~10 s to start
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
-    tmp = tmp_path_factory.mktemp("ui-data-tabs")
-    settings = dataclasses.replace(
-        Settings(), storage_dir=tmp / "storage", datasets_dir=tmp / "datasets"
-    )
-    platform = Platform.open(settings, with_ray=False)
-    seed_demo(platform)
-    port = _free_port()
-    demo = launch(UIContext(platform), port=port, block=False)
-    try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-        with platform.session() as s:
-            from trainyard.platform import projects
-
+    with serve_app(tmp_path_factory.mktemp("ui-data-tabs"), prepare=seed_demo) as served:
+        with served.platform.session() as s:
             pid = projects.list_projects(s)[0].id
         assert pid is not None
-        yield App(client, platform, pid, settings.datasets_dir)
-    finally:
-        demo.close()
-        platform.close()
+        yield App(served.client, served.platform, pid, served.settings.datasets_dir)
 
 
 def _rows(frame: dict[str, Any]) -> list[dict[str, Any]]:
@@ -266,3 +243,104 @@ def test_zero_stands_for_none_only_where_zero_is_invalid(key: str) -> None:
     body[section][name] = 0
     with pytest.raises(ConfigError, match=f"{section}.{name}"):
         TrainConfig.from_dict(body)
+
+
+@pytest.mark.slow
+def test_unregister_dataset_asks_to_confirm_and_keeps_everything(app: App) -> None:
+    root = app.datasets_dir / "leaves"
+    rng = np.random.default_rng(1)
+    for split in ("train", "val"):
+        for k, cls in enumerate(("oak", "elm")):
+            write_image(root / split / cls / "0.png", rng, k)
+    dropdown, *_ = app.client.predict(app.project_id, "leaves", "", api_name="/register_dataset")
+    leaves_id = dropdown["value"]
+    body = {**demo_config("leaves"), "loop": {"epochs": 1}}
+    with app.platform.session() as s:
+        configs.save_config(s, app.project_id, "on-leaves", body)
+    run = app.platform.submit(app.project_id, body)  # queued: it will read the folder
+
+    with pytest.raises(AppError, match="type the dataset's name, 'leaves', to confirm"):
+        app.client.predict(app.project_id, leaves_id, "digits", api_name="/delete_dataset")
+    with pytest.raises(AppError, match="'leaves': 1 queued or running run"):
+        app.client.predict(app.project_id, leaves_id, "leaves", api_name="/delete_dataset")
+    assert "leaves" in _dataset_names(app)
+
+    app.platform.cancel(run.id or 0)
+    dropdown, table, _, status, confirm = app.client.predict(
+        app.project_id, leaves_id, " leaves ", api_name="/delete_dataset"
+    )
+    assert "leaves" not in _dataset_names(app)
+    assert leaves_id not in [value for _, value in dropdown["choices"]]
+    assert dropdown["value"] is not None  # the next dataset is shown
+    assert "leaves" not in [r["name"] for r in _rows(table)]
+    assert status.startswith("Unregistered **leaves**; its folder `leaves/` is still on disk.")
+    assert "config(s) on-leaves; 1 finished run(s)" in status
+    assert confirm == ""
+    assert (root / "train" / "oak" / "0.png").is_file()
+    with app.platform.session() as s:
+        assert "on-leaves" in [c.name for c in configs.list_configs(s, app.project_id)]
+
+    with pytest.raises(AppError, match=r"this project has no dataset 'leaves' \(datasets: "):
+        app.client.predict(app.project_id, "leaves", "leaves", api_name="/delete_dataset")
+    with pytest.raises(AppError, match="choose a project first"):
+        app.client.predict(None, "digits", "digits", api_name="/delete_dataset")
+    assert "digits" in _dataset_names(app)
+
+
+@pytest.mark.slow
+def test_browse_config_versions_and_restore_one(app: App) -> None:
+    for version in (1, 2, 3):
+        app.client.predict(
+            project_id=app.project_id,
+            config_name="versioned",
+            data_root="digits",
+            optimizer_lr=0.01 * version,
+            loop_epochs=version,
+            api_name="/save_config",
+        )
+    dropdown, table, text, info = app.client.predict(
+        app.project_id, "versioned", api_name="/list_config_versions"
+    )
+    assert [label for label, _ in dropdown["choices"]] == ["v3 (newest)", "v2", "v1"]
+    assert dropdown["value"] == 3
+    assert [(r["version"], r["lr"]) for r in _rows(table)] == [(3, 0.03), (2, 0.02), (1, 0.01)]
+    assert yaml.safe_load(text)["optimizer"]["lr"] == 0.03
+    assert info.startswith("**versioned** v3, the newest, saved 20")
+
+    text, info = app.client.predict(app.project_id, "versioned", 1, api_name="/get_config_version")
+    assert yaml.safe_load(text)["loop"]["epochs"] == 1
+    assert "Against v3, the newest, 2 field(s) differ:" in info
+    assert "- `optimizer.lr`: `0.01` → `0.03`" in info and "- `loop.epochs`: `1` → `3`" in info
+
+    # An older version chosen by its id (a script may hold one) shows that version.
+    v1_id = _rows(table)[2]["id"]
+    dropdown, *_ = app.client.predict(app.project_id, v1_id, api_name="/list_config_versions")
+    assert dropdown["value"] == 1
+
+    out = app.client.predict(app.project_id, "versioned", "v1", api_name="/load_config_version")
+    name, _, status = out[-3:]
+    assert name == "versioned" and 0.01 in out
+    assert "Loaded **versioned** v1. The newest is v3: Save adds this one as v4." in status
+
+    # Restoring: the old version's YAML saved again becomes the newest, history unchanged.
+    status, *_ = app.client.predict(app.project_id, "versioned", text, api_name="/import_config")
+    assert "version 4" in status
+    _, table, text4, info = app.client.predict(
+        app.project_id, "versioned", api_name="/list_config_versions"
+    )
+    assert [r["version"] for r in _rows(table)] == [4, 3, 2, 1]
+    assert yaml.safe_load(text4) == yaml.safe_load(text)
+    _, info = app.client.predict(app.project_id, "versioned", 1, api_name="/get_config_version")
+    assert "The same fields as v4, the newest." in info
+
+    with pytest.raises(AppError, match=r"'versioned' has no version 9 \(1 to 4\)"):
+        app.client.predict(app.project_id, "versioned", 9, api_name="/get_config_version")
+    with pytest.raises(AppError, match="version: a whole number such as 3"):
+        app.client.predict(app.project_id, "versioned", "latest", api_name="/get_config_version")
+    with pytest.raises(AppError, match="this project has no config 'nope'"):
+        app.client.predict(app.project_id, "nope", api_name="/list_config_versions")
+    # A cleared selection clears the view instead of raising.
+    dropdown, table, text, info = app.client.predict(
+        app.project_id, None, api_name="/list_config_versions"
+    )
+    assert dropdown["choices"] == [] and _rows(table) == [] and text == info == ""

@@ -3,34 +3,22 @@ refused with a clear message while the app keeps serving and nothing changes."""
 
 from __future__ import annotations
 
-import dataclasses
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from gradio_client import Client
 
+from tests.ui_server import serve_app
 from trainyard.platform import runs
 from trainyard.platform.service import Platform
 from trainyard.platform.status import RunStatus
-from trainyard.settings import Settings
-from trainyard.ui.app import launch
-from trainyard.ui.common import UIContext
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Platform, Client]]:
-    tmp = tmp_path_factory.mktemp("ui-projects")
-    settings = dataclasses.replace(Settings(), storage_dir=tmp / "st", datasets_dir=tmp / "ds")
-    platform = Platform.open(settings, with_ray=False)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo = launch(UIContext(platform), port=port, block=False)
-    yield platform, Client(f"http://127.0.0.1:{port}/", verbose=False)
-    demo.close()
-    platform.close()
+    with serve_app(tmp_path_factory.mktemp("ui-projects")) as served:
+        yield served.platform, served.client
 
 
 def test_delete_with_an_active_run_is_refused(app: tuple[Platform, Client], tmp_path: Path) -> None:

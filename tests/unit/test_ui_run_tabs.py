@@ -25,11 +25,11 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
+from tests.ui_server import serve_app
 from trainyard.platform import projects, runlogs, runs
 from trainyard.platform.ray_cluster import free_port
 from trainyard.platform.service import Platform
 from trainyard.platform.status import RunStatus
-from trainyard.settings import Settings
 from trainyard.trainer.checkpoint import save_checkpoint
 from trainyard.trainer.events import format_event
 from trainyard.trainer.models import create_model
@@ -115,38 +115,29 @@ def _fake_run_folder(run_dir: Path) -> None:
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory, digits_root: Path) -> Iterator[App]:
-    from trainyard.ui.app import launch
-    from trainyard.ui.common import UIContext
+    made: dict[str, int] = {}
+
+    def two_finished_runs(plat: Platform) -> None:
+        with plat.session() as s:
+            project_id: int = projects.create_project(s, "digits").id  # type: ignore[assignment]
+        first = _finished_run(plat, project_id, digits_root, "fake one")
+        _fake_run_folder(plat.settings.storage_dir / "runs" / f"{first:06d}")
+        _ingest(plat, first, _metric_lines([0.5, 0.7]), RunStatus.SUCCEEDED)
+        second = _finished_run(plat, project_id, digits_root, "fake two")
+        _ingest(plat, second, _metric_lines([0.6, 0.8, 0.9]), RunStatus.SUCCEEDED)
+        assert (first, second) == (1, 2)
+        made["project_id"] = project_id
 
     base = tmp_path_factory.mktemp("ui")
-    settings = dataclasses.replace(
-        Settings(), storage_dir=base / "storage", datasets_dir=digits_root.parent
-    )
-    plat = Platform.open(settings, with_ray=False)
-    with plat.session() as s:
-        project_id: int = projects.create_project(s, "digits").id  # type: ignore[assignment]
-    first = _finished_run(plat, project_id, digits_root, "fake one")
-    _fake_run_folder(settings.storage_dir / "runs" / f"{first:06d}")
-    _ingest(plat, first, _metric_lines([0.5, 0.7]), RunStatus.SUCCEEDED)
-    second = _finished_run(plat, project_id, digits_root, "fake two")
-    _ingest(plat, second, _metric_lines([0.6, 0.8, 0.9]), RunStatus.SUCCEEDED)
-    assert (first, second) == (1, 2)
-
-    port = free_port()
-    demo = launch(UIContext(plat), port=port, block=False)
-    url = f"http://127.0.0.1:{port}/"
-    try:
+    with serve_app(base, digits_root.parent, prepare=two_finished_runs) as served:
         yield App(
-            url,
-            Client(url, verbose=False),
-            plat,
-            project_id,
+            served.url,
+            served.client,
+            served.platform,
+            made["project_id"],
             digits_root,
-            settings.storage_dir / "runs",
+            served.settings.storage_dir / "runs",
         )
-    finally:
-        demo.close()
-        plat.close()
 
 
 @pytest.fixture(scope="module")

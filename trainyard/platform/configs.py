@@ -12,6 +12,8 @@ from trainyard.platform.models import ExperimentGroup, StoredConfig
 from trainyard.platform.projects import get_project
 from trainyard.trainer.config import ConfigError, TrainConfig
 
+MISSING = "(not set)"  # config_diff's value for a field one version does not have
+
 
 def validate(body: dict[str, Any]) -> TrainConfig:
     try:
@@ -45,6 +47,54 @@ def get_config(session: Session, config_id: int) -> StoredConfig:
     if row is None:
         raise NotFound(f"no config with id {config_id}")
     return row
+
+
+def list_config_versions(session: Session, project_id: int, name: str) -> list[StoredConfig]:
+    """Every version of one config, newest first. Saving an older body again restores it as
+    a new version; versions are never rewritten, so a run's `config_id` stays meaningful."""
+    get_project(session, project_id)
+    name = (name or "").strip()
+    stmt = (
+        select(StoredConfig)
+        .where(StoredConfig.project_id == project_id, StoredConfig.name == name)
+        .order_by(col(StoredConfig.version).desc())
+    )
+    rows = list(session.exec(stmt))
+    if not rows:
+        names = ", ".join(c.name for c in list_configs(session, project_id)) or "none saved yet"
+        raise NotFound(f"this project has no config named {name!r} (configs: {names})")
+    return rows
+
+
+def get_config_version(session: Session, project_id: int, name: str, version: int) -> StoredConfig:
+    versions = list_config_versions(session, project_id, name)
+    for row in versions:
+        if row.version == version:
+            return row
+    newest = versions[0]
+    raise NotFound(f"config {newest.name!r} has no version {version} (1 to {newest.version})")
+
+
+def config_diff(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(dotted field, old value, new value) for every field that differs, in the order the
+    fields appear; a field one side lacks has the value `MISSING` there."""
+    flat_old, flat_new = _flatten(old), _flatten(new)
+    keys = list(flat_old) + [k for k in flat_new if k not in flat_old]
+    return [
+        (k, flat_old.get(k, MISSING), flat_new.get(k, MISSING))
+        for k in keys
+        if flat_old.get(k, MISSING) != flat_new.get(k, MISSING)
+    ]
+
+
+def _flatten(body: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in body.items():
+        if isinstance(value, dict):  # an empty mapping adds no field: {} and absent agree
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def list_configs(session: Session, project_id: int) -> list[StoredConfig]:

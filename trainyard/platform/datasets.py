@@ -1,18 +1,26 @@
-"""Registered datasets: ImageFolder roots confined to the datasets root, with a scan report."""
+"""Registered datasets: ImageFolder roots confined to the datasets root, with a scan report.
+
+A registration is a name for a folder, nothing more: unregistering one removes the row and
+never touches the folder. Configs and runs name the folder itself (`data.root`), not the
+row, so they keep working after it is unregistered, and the service says which ones do.
+"""
 
 from __future__ import annotations
 
 import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from trainyard.platform.errors import Conflict, NotFound, PlatformError
-from trainyard.platform.models import Dataset, utcnow
+from trainyard.platform.models import Dataset, Run, StoredConfig, utcnow
 from trainyard.platform.projects import get_project
+from trainyard.platform.status import TERMINAL, RunStatus
 from trainyard.trainer.data import DataError, DatasetScan, scan_dataset
 
 
@@ -124,3 +132,69 @@ def list_datasets(session: Session, project_id: int) -> list[Dataset]:
 
 def dataset_root(ds: Dataset, datasets_dir: Path) -> Path:
     return Path(datasets_dir).resolve() / ds.path
+
+
+@dataclass
+class DatasetUsage:
+    """What in the dataset's project names its folder as `data.root`."""
+
+    configs: list[str] = field(default_factory=list)  # names with any version naming it
+    unfinished_runs: int = 0  # queued, starting or running: they read the folder
+    finished_runs: int = 0
+
+
+def data_root_folder(root: Any, datasets_dir: Path) -> Path | None:
+    """The folder a config's `data.root` names: relative roots are under the datasets root
+    (as `Platform.absolute_data_root` takes them when a run is submitted)."""
+    if not isinstance(root, str) or not root.strip():
+        return None
+    path = Path(root.strip()).expanduser()
+    return (path if path.is_absolute() else Path(datasets_dir) / path).resolve()
+
+
+def dataset_usage(session: Session, ds: Dataset, datasets_dir: Path) -> DatasetUsage:
+    """Configs and runs of the dataset's project whose `data.root` is the dataset's folder.
+    The database groups by the stored root, so only the distinct roots reach Python."""
+    folder = dataset_root(ds, datasets_dir).resolve()
+
+    def names_it(root: Any) -> bool:
+        return data_root_folder(root, datasets_dir) == folder
+
+    config_root = col(StoredConfig.body)[("data", "root")].as_string()
+    config_rows = session.exec(
+        select(StoredConfig.name, config_root)
+        .where(StoredConfig.project_id == ds.project_id)
+        .distinct()
+    ).all()
+    usage = DatasetUsage(configs=sorted({name for name, root in config_rows if names_it(root)}))
+    # Counted in the database: a project may have thousands of runs but few distinct roots.
+    run_root = col(Run.config)[("data", "root")].as_string()
+    run_rows = session.exec(
+        select(Run.status, run_root, func.count())
+        .where(Run.project_id == ds.project_id)
+        .group_by(col(Run.status), run_root)
+    ).all()
+    for status, root, n in run_rows:
+        if not names_it(root):
+            continue
+        if RunStatus(status) in TERMINAL:
+            usage.finished_runs += n
+        else:
+            usage.unfinished_runs += n
+    return usage
+
+
+def delete_dataset(session: Session, dataset_id: int, datasets_dir: Path) -> DatasetUsage:
+    """Unregister a dataset: the row goes, the folder stays. Refused while a run that has not
+    finished reads the folder (unregistering is often the step before moving or removing
+    it). Returns what still names the folder; all of it keeps working."""
+    ds = get_dataset(session, dataset_id)
+    usage = dataset_usage(session, ds, datasets_dir)
+    if usage.unfinished_runs:
+        raise Conflict(
+            f"dataset {ds.name!r}: {usage.unfinished_runs} queued or running run(s) read its "
+            "folder; wait for them to finish or cancel them first"
+        )
+    session.delete(ds)
+    session.flush()
+    return usage

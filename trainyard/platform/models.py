@@ -50,16 +50,24 @@ class Dataset(SQLModel, table=True):
 
 
 class ModelEntry(SQLModel, table=True):
+    """A saved model reference; `parameters` and `image_size` were measured when it was saved
+    (building a hub model again for every listing would take seconds each)."""
+
     __table_args__ = (UniqueConstraint("project_id", "name"),)
     id: int | None = Field(default=None, primary_key=True)
     project_id: int = _fk("project.id")
     name: str = Field(max_length=100)
     kind: str = Field(max_length=20)  # preset, hub or local
-    ref: str  # preset name, hub id or folder
+    ref: str  # preset name, hub id or absolute folder: what a config's model.name gets
+    parameters: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    image_size: int | None = None  # the model's own input side, pixels
     created_at: datetime = Field(default_factory=utcnow)
 
 
 class AugmentationPreset(SQLModel, table=True):
+    """A saved set of augmentation parameters: a trainer preset plus validated overrides, the
+    same pair a config's `augmentation` section holds."""
+
     __table_args__ = (UniqueConstraint("project_id", "name"),)
     id: int | None = Field(default=None, primary_key=True)
     project_id: int = _fk("project.id")

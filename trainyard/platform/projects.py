@@ -15,17 +15,18 @@ from trainyard.platform.status import RunStatus
 MAX_NAME = 100
 
 
-def _clean_name(name: str) -> str:
+def clean_name(name: str, what: str = "project name") -> str:
+    """`name` stripped; refused when empty or longer than the columns hold (100)."""
     name = (name or "").strip()
     if not name:
-        raise PlatformError("project name: must not be empty")
+        raise PlatformError(f"{what}: must not be empty")
     if len(name) > MAX_NAME:
-        raise PlatformError(f"project name: at most {MAX_NAME} characters (got {len(name)})")
+        raise PlatformError(f"{what}: at most {MAX_NAME} characters (got {len(name)})")
     return name
 
 
 def create_project(session: Session, name: str, description: str = "") -> Project:
-    name = _clean_name(name)
+    name = clean_name(name)
     if session.exec(select(Project).where(Project.name == name)).first():
         raise Conflict(f"a project named {name!r} already exists")
     project = Project(name=name, description=description)
@@ -58,7 +59,7 @@ def list_projects(session: Session) -> list[Project]:
 
 def rename_project(session: Session, project_id: int, new_name: str) -> Project:
     project = get_project(session, project_id)
-    new_name = _clean_name(new_name)
+    new_name = clean_name(new_name)
     clash = session.exec(select(Project).where(Project.name == new_name)).first()
     if clash and clash.id != project_id:
         raise Conflict(f"a project named {new_name!r} already exists")

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+CHECK_LABELS = ("a", "b")  # any two labels build the classifier head; counts barely change
 
 
 @dataclass(frozen=True)
@@ -193,16 +194,49 @@ def _from_pretrained(
 
 
 def _processor_size(processor: object) -> int | None:
-    size = getattr(processor, "size", None)
-    if isinstance(size, dict):
-        for key in ("height", "shortest_edge"):
-            if size.get(key):
-                return int(size[key])
-    crop = getattr(processor, "crop_size", None)
-    if isinstance(crop, dict) and crop.get("height"):
-        return int(crop["height"])
-    return None
+    # transformers 5 loads `size` as a SizeDict (attributes, not a dict): read both, or a
+    # saved 32 px checkpoint comes back as 224 px.
+    def side(size: object, keys: tuple[str, ...]) -> int | None:
+        for key in keys:
+            value = size.get(key) if isinstance(size, dict) else getattr(size, key, None)
+            if value:
+                return int(value)
+        return None
+
+    size = side(getattr(processor, "size", None), ("height", "shortest_edge"))
+    return size or side(getattr(processor, "crop_size", None), ("height",))
 
 
 def count_parameters(model: object) -> int:
     return sum(p.numel() for p in model.parameters())  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """What a model name resolves to, measured by building it."""
+
+    ref: str  # as given; a local folder made absolute (jobs run in a directory of Ray's choosing)
+    source: str  # "preset", "local" or "hub"
+    architecture: str
+    parameters: int  # with a CHECK_LABELS (2-class) head
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+def inspect_model(
+    name: str, image_size: int | None = None, pretrained: bool = True
+) -> ModelSummary:
+    """Build `name` through `create_model`, the door training uses, and describe it: what
+    loads here loads in a run. Raises ConfigError with the trainer's one-line reason."""
+    loaded = create_model(name, list(CHECK_LABELS), image_size=image_size, pretrained=pretrained)
+    ref = str(Path(name).expanduser().resolve()) if loaded.source == "local" else name
+    return ModelSummary(
+        ref=ref,
+        source=loaded.source,
+        architecture=type(loaded.model).__name__,
+        parameters=count_parameters(loaded.model),
+        image_size=loaded.image_size,
+        mean=loaded.mean,
+        std=loaded.std,
+    )

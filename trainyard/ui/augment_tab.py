@@ -4,6 +4,9 @@ The preview runs the trainer's CPU augmentation (`build_cpu_augment`) on images 
 the trainer's loader (`load_image`), so what is shown is what training feeds the model, then
 undoes the normalisation for display. The overrides are a YAML mapping, the same text a
 config's `augmentation.params` holds: the sliders write it, a script sends it.
+
+The parameters on screen can be saved under a name for the project
+(`platform.aug_presets`); the Configs tab offers saved presets beside the built-in ones.
 """
 
 from __future__ import annotations
@@ -17,16 +20,25 @@ import torch
 import yaml
 from annotated_types import Ge, Gt, Le, Lt
 
+from trainyard.platform import aug_presets
+from trainyard.platform.models import AugmentationPreset
 from trainyard.trainer.augment import PRESETS, AugParams, build_cpu_augment, resolve_params
 from trainyard.trainer.image_cache import BadImage, load_image
 from trainyard.trainer.models import IMAGENET_MEAN, IMAGENET_STD
-from trainyard.ui.common import UIContext, dynamic_dropdown, user_errors
+from trainyard.ui.common import (
+    UIContext,
+    dynamic_dropdown,
+    named_items_view,
+    require_project,
+    user_errors,
+)
 from trainyard.ui.datasets_tab import dataset_choices, dataset_path, resolve_dataset
 
 PARAMS = list(AugParams.model_fields)
 DISPLAY_MIN_PX = 128  # small images are upscaled (nearest) so single pixels stay visible
 MAX_IMAGES = 12
 MAX_VERSIONS = 8
+SAVED_COLUMNS = ["name", "base", "overrides"]
 
 
 def presets_table() -> pd.DataFrame:
@@ -71,6 +83,10 @@ def parse_overrides(text: str | dict[str, Any] | None) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ValueError("augmentation.params: expected a mapping such as {hflip: 0.5}")
     return raw
+
+
+def saved_row(p: AugmentationPreset) -> dict[str, Any]:
+    return {"name": p.name, "base": p.base, "overrides": format_overrides(p.params)}
 
 
 def format_overrides(overrides: dict[str, Any]) -> str:
@@ -171,6 +187,11 @@ def create_augment_tab(ctx: UIContext, project: gr.Dropdown) -> dict[str, Any]:
                 value="{}",
                 max_lines=3,
             )
+            with gr.Row(equal_height=True):
+                saved_name = gr.Textbox(
+                    label="Save these parameters as", placeholder="my-preset", scale=3
+                )
+                save_saved = gr.Button("Save preset", scale=1)
         with gr.Column(scale=3):
             with gr.Row(equal_height=True):
                 # A script may send a dataset's id or name; the handler checks it.
@@ -191,6 +212,21 @@ def create_augment_tab(ctx: UIContext, project: gr.Dropdown) -> dict[str, Any]:
                 format="png",
             )
             resolved = gr.Code(label="Resolved parameters", language="yaml", interactive=False)
+    gr.Markdown(
+        "### Saved presets (this project)\n"
+        "A saved preset is a built-in one plus overrides; a config that uses it gets both "
+        "written into its `augmentation` section."
+    )
+    saved_table = gr.Dataframe(
+        value=None, headers=SAVED_COLUMNS, interactive=False, label="Saved presets"
+    )
+    with gr.Row(equal_height=True):
+        # A script may send any name; the handlers check it.
+        saved_pick = dynamic_dropdown(label="Saved preset", scale=3)
+        load_saved = gr.Button("Load into the sliders", scale=1)
+        delete_saved = gr.Button("Delete", variant="stop", scale=1)
+        refresh_saved = gr.Button("Refresh", scale=1)
+    saved_status = gr.Markdown()
 
     slider_list = list(sliders.values())
 
@@ -239,7 +275,9 @@ def create_augment_tab(ctx: UIContext, project: gr.Dropdown) -> dict[str, Any]:
         full = yaml.safe_dump({"resolved": params.model_dump()}, sort_keys=False)
         return gr.update(value=shown, columns=v + 1), f"{snippet}\n{full}"
 
-    preset.change(on_preset, [preset], [*slider_list, overrides], api_visibility="private")
+    # `input`, not `change`: a user's pick resets the sliders to the preset; loading a saved
+    # preset sets the dropdown and the sliders together and must not be reset.
+    preset.input(on_preset, [preset], [*slider_list, overrides], api_visibility="private")
     gr.on(
         [s.input for s in slider_list],
         on_slider,
@@ -271,9 +309,82 @@ def create_augment_tab(ctx: UIContext, project: gr.Dropdown) -> dict[str, Any]:
 
     dataset.change(show_first, preview_inputs, [gallery, resolved], api_visibility="private")
 
-    def refresh(project_id: Any) -> Any:
+    def saved_lists(project_id: Any, selected: str | None = None) -> tuple[Any, Any]:
+        return named_items_view(
+            ctx, project_id, aug_presets.list_aug_presets, saved_row, SAVED_COLUMNS, selected
+        )
+
+    @user_errors
+    def do_save_preset(
+        project_id: Any, preset_name: str, preset: str = "standard", overrides: str = "{}"
+    ) -> tuple[Any, ...]:
+        pid = require_project(project_id)
+        with ctx.platform.session() as s:
+            row = aug_presets.save_aug_preset(
+                s, pid, preset_name, preset, parse_overrides(overrides)
+            )
+        line = (
+            f"Saved **{row.name}**: {row.base} + {format_overrides(row.params)}. "
+            "The Configs tab's augmentation list offers it."
+        )
+        return (*saved_lists(pid, row.name), line, "")
+
+    @user_errors
+    def do_list_presets(project_id: Any) -> tuple[Any, ...]:
+        return saved_lists(require_project(project_id))
+
+    def chosen(project_id: Any, name: Any) -> AugmentationPreset:
+        pid = require_project(project_id)
+        if not str(name or "").strip():
+            raise gr.Error("choose a saved preset first")
+        with ctx.platform.session() as s:
+            return aug_presets.get_aug_preset(s, pid, str(name))
+
+    @user_errors
+    def do_delete_preset(project_id: Any, name: str) -> tuple[Any, ...]:
+        row = chosen(project_id, name)
+        with ctx.platform.session() as s:
+            aug_presets.delete_aug_preset(s, row.project_id, row.name)
+        line = f"Deleted **{row.name}**. Configs that use it keep their copy of its parameters."
+        return (*saved_lists(row.project_id), line)
+
+    @user_errors
+    def do_load_preset(project_id: Any, name: str) -> tuple[Any, ...]:
+        row = chosen(project_id, name)
+        p = aug_presets.resolved_params(row)
+        line = f"Loaded **{row.name}** into the sliders."
+        return (row.base, *(getattr(p, f) for f in PARAMS), format_overrides(row.params), line)
+
+    save_saved.click(
+        do_save_preset,
+        [project, saved_name, preset, overrides],
+        [saved_table, saved_pick, saved_status, saved_name],
+        api_name="save_augmentation_preset",
+    )
+    delete_saved.click(
+        do_delete_preset,
+        [project, saved_pick],
+        [saved_table, saved_pick, saved_status],
+        api_name="delete_augmentation_preset",
+    )
+    refresh_saved.click(
+        do_list_presets,
+        [project],
+        [saved_table, saved_pick],
+        api_name="list_augmentation_presets",
+    )
+    # Changes only this page (a script reads a preset from the list): no endpoint.
+    load_saved.click(
+        do_load_preset,
+        [project, saved_pick],
+        [preset, *slider_list, overrides, saved_status],
+        api_visibility="private",
+    ).then(show_first, preview_inputs, [gallery, resolved], api_visibility="private")
+
+    def refresh(project_id: Any) -> tuple[Any, ...]:
         choices = dataset_choices(ctx, project_id)
-        return gr.update(choices=choices, value=choices[0][1] if choices else None)
+        dataset_update = gr.update(choices=choices, value=choices[0][1] if choices else None)
+        return (dataset_update, *saved_lists(project_id))
 
     # Datasets registered since the project was chosen show up when the list is opened.
     dataset.focus(
@@ -283,4 +394,4 @@ def create_augment_tab(ctx: UIContext, project: gr.Dropdown) -> dict[str, Any]:
         api_visibility="private",
         show_progress="hidden",
     )
-    return {"dataset": dataset, "on_project": [(refresh, [dataset])]}
+    return {"dataset": dataset, "on_project": [(refresh, [dataset, saved_table, saved_pick])]}

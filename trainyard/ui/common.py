@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 import gradio as gr
+import pandas as pd
 
 from trainyard.platform import projects, runs
 from trainyard.platform.errors import PlatformError
@@ -76,6 +77,25 @@ def run_choices(ctx: UIContext, project_id: int | None, limit: int = 200) -> lis
         rows = runs.list_runs(s, project_id, limit=limit)
     # No status in the label: a dropdown's labels are not refreshed while it is shown.
     return [(f"#{r.id} {r.name}", r.id) for r in rows]  # type: ignore[misc]
+
+
+def named_items_view(
+    ctx: UIContext,
+    project_id: Any,
+    list_items: Callable[[Any, int], Sequence[Any]],
+    to_row: Callable[[Any], dict[str, Any]],
+    columns: list[str],
+    selected: str | None = None,
+) -> tuple[pd.DataFrame, Any]:
+    """A project's named items (saved models, saved presets) as a table, and the choices of
+    the dropdown that picks one by name (`selected` chosen when it is among them)."""
+    rows: Sequence[Any] = []
+    if project_id not in (None, ""):
+        with ctx.platform.session() as s:
+            rows = list_items(s, int(project_id))
+    names = [r.name for r in rows]
+    table = pd.DataFrame([to_row(r) for r in rows], columns=columns)
+    return table, gr.update(choices=names, value=selected if selected in names else None)
 
 
 def require_project(project_id: Any) -> int:

@@ -9,17 +9,23 @@ the error names the field, in one line.
 Fields the form does not show (betas, eval batch size, ...) survive a load and save: the
 loaded body is kept per user in a `gr.State` and the form is laid over it. The YAML view
 edits every field.
+
+Every version of a stored config can be looked at (its YAML, when it was saved, what differs
+from the newest) and loaded into the form; saving it then adds it as the newest version, so
+an older config is restored without rewriting history.
 """
 
 from __future__ import annotations
 
 import copy
 import inspect
+import json
 import re
 import tempfile
 import types
 import typing
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,6 +43,8 @@ from trainyard.trainer.models import MODELS
 from trainyard.trainer.optim import OPTIMIZERS, SCHEDULES
 from trainyard.ui.augment_tab import format_overrides, parse_overrides
 from trainyard.ui.common import UIContext, ago, dynamic_dropdown, require_project, user_errors
+from trainyard.ui.saved_choices import INFO as SAVED_INFO
+from trainyard.ui.saved_choices import choice_updates, saved_augmentation
 
 SECTIONS: dict[str, Any] = {name: f.annotation for name, f in TrainConfig.model_fields.items()}
 
@@ -69,6 +77,7 @@ REGISTRY_CHOICES: dict[str, Callable[[], list[str]]] = {
 TABLE_COLUMNS = ["id", "name", "version", "dataset", "model", "augmentation", "optimizer", "lr",
                  "epochs", "saved"]  # fmt: skip
 MAX_YAML_BYTES = 1_000_000
+MAX_DIFF_LINES = 15  # a version's differences from the newest, shown before "and N more"
 # Plain words, not emoji: a status a script can test, and a browser without an emoji font shows.
 VALID = "**Valid.**"
 INVALID = "**Invalid:**"
@@ -123,12 +132,12 @@ def _component(key: str) -> gr.components.Component:
         return gr.Textbox(label=label, info=f"{info} YAML, e.g. {{hflip: 0.0}}", value="{}")
     if key in REGISTRY_CHOICES:
         choices = REGISTRY_CHOICES[key]()
-        custom = key == "model_name"  # hub ids and local folders are free text
-        if custom:
-            info = f"{info} Check one in the Models tab."
-        return gr.Dropdown(
-            label=label, info=info, choices=choices, value=value, allow_custom_value=custom
-        )
+        if key in SAVED_INFO:
+            # The project's saved models and presets join at run time (and hub ids and local
+            # folders are free text).
+            info = f"{info} {SAVED_INFO[key]}"
+            return dynamic_dropdown(label=label, info=info, choices=choices, value=value)
+        return gr.Dropdown(label=label, info=info, choices=choices, value=value)
     if typing.get_origin(base) is Literal:
         return gr.Dropdown(label=label, info=info, choices=list(typing.get_args(base)), value=value)
     if base is bool:
@@ -199,6 +208,60 @@ def with_form_signature(fn: Callable[..., Any], *leading: str) -> Callable[..., 
     return fn
 
 
+def configs_frame(rows: list[StoredConfig]) -> pd.DataFrame:
+    """One line per stored config (or version): what a reader compares at a glance."""
+    out = []
+    for c in rows:
+        b = c.body
+        out.append(
+            {
+                "id": c.id,
+                "name": c.name,
+                "version": c.version,
+                "dataset": b.get("data", {}).get("root"),
+                "model": b.get("model", {}).get("name"),
+                "augmentation": b.get("augmentation", {}).get("preset"),
+                "optimizer": b.get("optimizer", {}).get("name"),
+                "lr": b.get("optimizer", {}).get("lr"),
+                "epochs": b.get("loop", {}).get("epochs"),
+                "saved": _saved_ago(c),
+            }
+        )
+    return pd.DataFrame(out, columns=TABLE_COLUMNS)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def version_markdown(row: StoredConfig, newest: StoredConfig) -> str:
+    """When a version was saved, and how it differs from the newest version of its name."""
+    saved = f"saved {_saved_at(row):%Y-%m-%d %H:%M:%S} UTC ({_saved_ago(row)})"
+    if row.version == newest.version:
+        more = "Choose an older version to compare." if row.version > 1 else "The only version."
+        return f"**{row.name}** v{row.version}, the newest, {saved}. {more}"
+    head = f"**{row.name}** v{row.version}, {saved}."
+    diff = configs.config_diff(row.body, newest.body)
+    if not diff:
+        return f"{head} The same fields as v{newest.version}, the newest."
+    lines = [f"{head} Against v{newest.version}, the newest, {len(diff)} field(s) differ:", ""]
+    lines += [
+        f"- `{key}`: `{_short(old)}` → `{_short(new)}`" for key, old, new in diff[:MAX_DIFF_LINES]
+    ]
+    if len(diff) > MAX_DIFF_LINES:
+        lines.append(f"- and {len(diff) - MAX_DIFF_LINES} more")
+    return "\n".join(lines)
+
+
+def parse_version(value: Any) -> int:
+    """A version number as sent by the dropdown (3) or typed by a script ("3", "v3")."""
+    text = str(value).strip().removeprefix("v")
+    if not text.isdigit():
+        raise gr.Error(f"version: a whole number such as 3 (got {value!r})")
+    return int(text)
+
+
 def _safe_filename(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "config"
 
@@ -225,6 +288,21 @@ def create_configs_tab(ctx: UIContext, project: gr.Dropdown) -> dict[str, Any]:
                 stored = dynamic_dropdown(label="Stored configs", scale=3)
                 load = gr.Button("Load", scale=1)
                 export = gr.Button("Export YAML", scale=1)
+            with gr.Accordion("Versions of the selected config", open=False):
+                with gr.Row(equal_height=True):
+                    version = dynamic_dropdown(label="Version", scale=3)
+                    load_version = gr.Button("Load into the form", scale=1)
+                version_info = gr.Markdown()
+                version_code = gr.Code(
+                    language="yaml",
+                    label="This version (load it, then Save to restore it as the newest)",
+                    interactive=False,
+                    lines=10,
+                    max_lines=20,
+                )
+                versions_table = gr.Dataframe(
+                    value=None, interactive=False, label="All versions", max_height=240
+                )
             with gr.Row(equal_height=True):
                 name = gr.Textbox(label="Config name", scale=3)
                 save = gr.Button("Save", variant="primary", scale=1)
@@ -267,27 +345,10 @@ def create_configs_tab(ctx: UIContext, project: gr.Dropdown) -> dict[str, Any]:
         return [(d.name if d.name == d.path else f"{d.name} ({d.path})", d.path) for d in found]
 
     def configs_table(project_id: Any) -> pd.DataFrame:
-        rows = []
-        if project_id not in (None, ""):
-            with ctx.platform.session() as s:
-                found = configs.list_configs(s, int(project_id))
-            for c in found:
-                b = c.body
-                rows.append(
-                    {
-                        "id": c.id,
-                        "name": c.name,
-                        "version": c.version,
-                        "dataset": b.get("data", {}).get("root"),
-                        "model": b.get("model", {}).get("name"),
-                        "augmentation": b.get("augmentation", {}).get("preset"),
-                        "optimizer": b.get("optimizer", {}).get("name"),
-                        "lr": b.get("optimizer", {}).get("lr"),
-                        "epochs": b.get("loop", {}).get("epochs"),
-                        "saved": _saved_ago(c),
-                    }
-                )
-        return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+        if project_id in (None, ""):
+            return configs_frame([])
+        with ctx.platform.session() as s:
+            return configs_frame(configs.list_configs(s, int(project_id)))
 
     def groups_table(project_id: Any) -> pd.DataFrame:
         rows = []
@@ -344,6 +405,35 @@ def create_configs_tab(ctx: UIContext, project: gr.Dropdown) -> dict[str, Any]:
         values = form_values(body, root_choices(project_id), root_dir)
         return (*values, body)
 
+    def versions_of(project_id: Any, config: Any) -> tuple[StoredConfig, list[StoredConfig]]:
+        """The chosen config (by id: maybe an older version) and every version of its name,
+        newest first."""
+        row = resolve_config(project_id, config)
+        with ctx.platform.session() as s:
+            return row, configs.list_config_versions(s, row.project_id, row.name)
+
+    def pick_version(
+        project_id: Any, config: Any, version: Any
+    ) -> tuple[StoredConfig, StoredConfig]:
+        """(the chosen version, the newest)."""
+        if version in (None, ""):
+            raise gr.Error("choose a version first")
+        row = resolve_config(project_id, config)
+        with ctx.platform.session() as s:
+            chosen = configs.get_config_version(s, row.project_id, row.name, parse_version(version))
+            newest = configs.list_config_versions(s, row.project_id, row.name)[0]
+        return chosen, newest
+
+    def load_outputs(project_id: Any, row: StoredConfig, note: str = "") -> tuple[Any, ...]:
+        """The form, name, YAML view and status after loading one stored version."""
+        _, line = validation_line(row.body)
+        return (
+            *fill(project_id, row.body),
+            row.name,
+            yaml.safe_dump(row.body, sort_keys=False),
+            f"Loaded **{row.name}** v{row.version}.{note} {line}",
+        )
+
     # ---- handlers ------------------------------------------------------------------------
 
     def do_check(base: dict[str, Any], **values: Any) -> str:
@@ -379,15 +469,36 @@ def create_configs_tab(ctx: UIContext, project: gr.Dropdown) -> dict[str, Any]:
 
     @user_errors
     def do_load(project_id: Any, config: Any) -> tuple[Any, ...]:
-        row = resolve_config(project_id, config)
-        _, line = validation_line(row.body)
-        text = yaml.safe_dump(row.body, sort_keys=False)
+        return load_outputs(project_id, resolve_config(project_id, config))
+
+    @user_errors
+    def do_versions(project_id: Any, config: Any) -> tuple[Any, ...]:
+        if project_id in (None, "") or config in (None, ""):  # the selection was cleared
+            return gr.update(choices=[], value=None), configs_frame([]), "", ""
+        chosen, rows = versions_of(project_id, config)
+        choices = [(f"v{r.version}", r.version) for r in rows]
+        choices[0] = (f"v{rows[0].version} (newest)", rows[0].version)
         return (
-            *fill(project_id, row.body),
-            row.name,
-            text,
-            f"Loaded **{row.name}** v{row.version}. {line}",
+            gr.update(choices=choices, value=chosen.version),
+            configs_frame(rows),
+            yaml.safe_dump(chosen.body, sort_keys=False),
+            version_markdown(chosen, rows[0]),
         )
+
+    @user_errors
+    def do_show_version(project_id: Any, config: Any, version: Any) -> tuple[str, str]:
+        chosen, newest = pick_version(project_id, config, version)
+        return yaml.safe_dump(chosen.body, sort_keys=False), version_markdown(chosen, newest)
+
+    @user_errors
+    def do_load_version(project_id: Any, config: Any, version: Any) -> tuple[Any, ...]:
+        chosen, newest = pick_version(project_id, config, version)
+        note = (
+            f" The newest is v{newest.version}: Save adds this one as v{newest.version + 1}."
+            if chosen.version != newest.version
+            else ""
+        )
+        return load_outputs(project_id, chosen, note)
 
     @user_errors
     def do_export(project_id: Any, config: Any) -> tuple[Any, ...]:
@@ -453,9 +564,10 @@ def create_configs_tab(ctx: UIContext, project: gr.Dropdown) -> dict[str, Any]:
     # ---- events --------------------------------------------------------------------------
 
     # As-you-type validation: one listener for every field (`input` is the user's edits
-    # only, so loading a config does not fire thirty of them).
+    # only, so loading a config does not fire thirty of them). The augmentation preset has
+    # its own, below: a saved preset is applied first, then checked.
     gr.on(
-        [c.input for c in form_list],
+        [c.input for c in form_list if c is not form["augmentation_preset"]],
         with_form_signature(user_errors(do_check), "base"),
         [loaded],
         [status],
@@ -483,6 +595,25 @@ def create_configs_tab(ctx: UIContext, project: gr.Dropdown) -> dict[str, Any]:
         do_load, [project, stored], [*fill_outputs, name, code, status], api_name="load_config"
     )
     export.click(do_export, [project, stored], [exported, code], api_name="export_config")
+    # A new selection (chosen, saved or imported) lists its versions and shows the one chosen.
+    stored.change(
+        do_versions,
+        [project, stored],
+        [version, versions_table, version_code, version_info],
+        api_name="list_config_versions",
+    )
+    version.input(
+        do_show_version,
+        [project, stored, version],
+        [version_code, version_info],
+        api_name="get_config_version",
+    )
+    load_version.click(
+        do_load_version,
+        [project, stored, version],
+        [*fill_outputs, name, code, status],
+        api_name="load_config_version",
+    )
     import_.click(
         do_import, [project, name, code], [status, stored, table, code], api_name="import_config"
     )
@@ -516,15 +647,50 @@ def create_configs_tab(ctx: UIContext, project: gr.Dropdown) -> dict[str, Any]:
         api_visibility="private",
         show_progress="hidden",
     )
+    # ---- the project's saved models and augmentation presets ------------------------------
+
+    @user_errors
+    def do_pick_augmentation(project_id: Any, base: dict[str, Any], **values: Any) -> Any:
+        applied = saved_augmentation(ctx, project_id, values.get("augmentation_preset"))
+        if applied is None:
+            return gr.update(), gr.update(), do_check(base, **values)
+        preset, params, line = applied
+        values.update(augmentation_preset=preset, augmentation_params=params)
+        return preset, params, f"{line} {do_check(base, **values)}"
+
+    form["augmentation_preset"].input(
+        with_form_signature(do_pick_augmentation, "project_id", "base"),
+        [project, loaded],
+        [form["augmentation_preset"], form["augmentation_params"], status],
+        inputs_kwargs=form,
+        api_visibility="private",
+        show_progress="hidden",
+        trigger_mode="always_last",
+    )
+    saved_outputs = [form["model_name"], form["augmentation_preset"]]
+    # Saved in another tab (or by a script) since the project was chosen: listed on opening.
+    gr.on(
+        [c.focus for c in saved_outputs],
+        lambda p: choice_updates(ctx, p),
+        [project],
+        saved_outputs,
+        api_visibility="private",
+        show_progress="hidden",
+    )
     return {
         "form": form,
         "table": table,
-        "on_project": [(lambda pid: lists(pid, pick_root=True), list_outputs)],
+        "on_project": [
+            (lambda pid: lists(pid, pick_root=True), list_outputs),
+            (lambda pid: choice_updates(ctx, pid), saved_outputs),
+        ],
     }
 
 
-def _saved_ago(c: StoredConfig) -> str:
-    from datetime import UTC, datetime
+def _saved_at(c: StoredConfig) -> datetime:
+    # SQLite hands back naive datetimes; the platform stores UTC.
+    return c.created_at if c.created_at.tzinfo else c.created_at.replace(tzinfo=UTC)
 
-    at = c.created_at if c.created_at.tzinfo else c.created_at.replace(tzinfo=UTC)
-    return ago((datetime.now(UTC) - at).total_seconds())
+
+def _saved_ago(c: StoredConfig) -> str:
+    return ago((datetime.now(UTC) - _saved_at(c)).total_seconds())

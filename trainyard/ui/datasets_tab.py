@@ -1,4 +1,5 @@
-"""Datasets: register ImageFolder folders under the datasets root, and look at what is in them.
+"""Datasets: register ImageFolder folders under the datasets root, look at what is in them,
+and unregister them (the folder itself is never deleted).
 
 The report (classes, images per split, sizes, unreadable and ignored files) is the scan the
 platform stored when the dataset was registered or rescanned; the tab never walks the folder
@@ -15,7 +16,7 @@ import gradio as gr
 import pandas as pd
 
 from trainyard.platform import datasets
-from trainyard.platform.errors import NotFound
+from trainyard.platform.errors import NotFound, PlatformError
 from trainyard.platform.models import Dataset
 from trainyard.ui.common import UIContext, ago, dynamic_dropdown, require_project, user_errors
 
@@ -192,6 +193,23 @@ def problems_frame(ds: Dataset) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=PROBLEM_COLUMNS)
 
 
+def usage_line(usage: datasets.DatasetUsage) -> str:
+    """What names the dataset's folder as `data.root`, in one sentence."""
+    named = []
+    if usage.configs:
+        named.append(f"config(s) {', '.join(usage.configs)}")
+    if usage.finished_runs:
+        named.append(f"{usage.finished_runs} finished run(s)")
+    if usage.unfinished_runs:
+        named.append(f"{usage.unfinished_runs} queued or running run(s)")
+    if not named:
+        return "No config or run of this project names its folder."
+    return (
+        f"Its folder is the `data.root` of {'; '.join(named)}: they keep that path and keep "
+        "working, since the folder stays."
+    )
+
+
 def sample_gallery(ctx: UIContext, ds: Dataset, per_class: int) -> list[tuple[Any, str]]:
     """Up to `per_class` thumbnails per class from the samples the scan stored, captioned with
     the class name."""
@@ -230,6 +248,16 @@ def create_datasets_tab(ctx: UIContext, project: gr.Dropdown) -> dict[str, Any]:
         per_class = gr.Slider(1, 8, value=4, step=1, label="Samples per class", scale=2)
         refresh = gr.Button("Refresh list", scale=1)
         rescan = gr.Button("Rescan folder", scale=1)
+    with gr.Accordion("Unregister the selected dataset", open=False):
+        gr.Markdown(
+            "Removes the dataset from this project's lists. **The folder on disk is never "
+            "deleted**: configs and finished runs that name it keep working, and it can be "
+            "registered again. Refused while a queued or running run reads it."
+        )
+        usage = gr.Markdown()
+        with gr.Row(equal_height=True):
+            confirm = gr.Textbox(label="Type the dataset's name to confirm", scale=3)
+            delete = gr.Button("Unregister dataset", variant="stop", scale=1)
     status = gr.Markdown()
     summary = gr.Markdown(NO_DATASET)
     with gr.Row():
@@ -315,6 +343,33 @@ def create_datasets_tab(ctx: UIContext, project: gr.Dropdown) -> dict[str, Any]:
         require_project(project_id)
         return lists(project_id, dataset)
 
+    @user_errors
+    def do_delete(project_id: Any, dataset: Any, confirm_name: str) -> tuple[Any, ...]:
+        ds = resolve_dataset(ctx, project_id, dataset)
+        if (confirm_name or "").strip() != ds.name:
+            raise gr.Error(f"type the dataset's name, {ds.name!r}, to confirm")
+        with ctx.platform.session() as s:
+            found = datasets.delete_dataset(s, ds.id or 0, ctx.platform.settings.datasets_dir)
+        return (
+            *lists(project_id),
+            f"Unregistered **{ds.name}**; its folder `{ds.path}/` is still on disk. "
+            + usage_line(found),
+            "",
+        )
+
+    def show_usage(project_id: Any, dataset: Any) -> str:
+        # Beside the delete button, so a user sees what names the folder before confirming;
+        # the report already shows any error about the chosen dataset.
+        if project_id in (None, "") or dataset in (None, ""):
+            return ""
+        try:
+            ds = resolve_dataset(ctx, project_id, dataset)
+            with ctx.platform.session() as s:
+                found = datasets.dataset_usage(s, ds, ctx.platform.settings.datasets_dir)
+        except (gr.Error, PlatformError):
+            return ""
+        return f"**{ds.name}** (`{ds.path}/`): {usage_line(found)}"
+
     register.click(
         do_register,
         [project, folder, name],
@@ -335,6 +390,13 @@ def create_datasets_tab(ctx: UIContext, project: gr.Dropdown) -> dict[str, Any]:
         api_name="rescan_dataset",
     )
     refresh.click(do_list, [project, dataset], [dataset, table, folder], api_name="list_datasets")
+    delete.click(
+        do_delete,
+        [project, dataset, confirm],
+        [dataset, table, folder, status, confirm],
+        api_name="delete_dataset",
+    )
+    dataset.change(show_usage, [project, dataset], [usage], api_visibility="private")
     return {
         "dataset": dataset,
         "table": table,

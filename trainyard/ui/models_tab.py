@@ -1,8 +1,10 @@
-"""Models: the registry's presets, and a check of any model name a config may use.
+"""Models: the registry's presets, a check of any model name a config may use, and the
+project's saved models.
 
 A config's `model.name` is a preset, a HuggingFace hub id or a local `save_pretrained`
 folder. Checking one here goes through `create_model`, the same door training uses, so what
-loads here loads in a run, and what fails shows the trainer's own message.
+loads here loads in a run, and what fails shows the trainer's own message. Saving one under a
+name (`platform.model_entries`) runs the same check first; the Configs tab then offers it.
 """
 
 from __future__ import annotations
@@ -13,22 +15,30 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from trainyard.platform import model_entries
+from trainyard.platform.models import ModelEntry
 from trainyard.trainer.config import ConfigError, ModelConfig
 from trainyard.trainer.models import IMAGENET_MEAN, IMAGENET_STD, MODELS
-from trainyard.ui.common import UIContext, user_errors
+from trainyard.ui.common import (
+    UIContext,
+    dynamic_dropdown,
+    named_items_view,
+    require_project,
+    user_errors,
+)
 
 CANNOT_LOAD = "**Cannot load:**"
-CHECK_LABELS = ["a", "b"]  # any two labels build the classifier head; counts barely change
 COLUMNS = ["model", "description", "parameters", "input size", "mean", "std"]
+ENTRY_COLUMNS = ["name", "kind", "ref", "parameters", "input size"]
 
 
 @functools.cache
 def _preset_parameters(name: str) -> int:
     """Built once per process: presets are fixed code, not per-user data, and building the
     first one imports transformers (seconds)."""
-    from trainyard.trainer.models import count_parameters, create_model
+    from trainyard.trainer.models import inspect_model
 
-    return count_parameters(create_model(name, CHECK_LABELS, pretrained=False).model)
+    return inspect_model(name, pretrained=False).parameters
 
 
 def _fmt_floats(values: tuple[float, ...]) -> str:
@@ -55,33 +65,42 @@ def presets_table(with_parameters: bool = True) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def entry_row(e: ModelEntry) -> dict[str, Any]:
+    side = e.image_size
+    return {
+        "name": e.name,
+        "kind": e.kind,
+        "ref": e.ref,
+        "parameters": _fmt_count(e.parameters) if e.parameters is not None else "",
+        "input size": f"{side}×{side}" if side else "",
+    }
+
+
 def check_model(name: str, image_size: float | None = None, pretrained: bool = True) -> str:
     """Build `name` as training would and describe it. The verdict is the answer either way:
     a model that cannot load is reported here (the trainer's one-line reason), not raised,
     so the page never keeps showing the previous model's report after a failed check."""
-    from trainyard.trainer.models import count_parameters, create_model
+    from trainyard.trainer.models import inspect_model
 
     ref = (name or "").strip()
     if not ref:
         raise gr.Error("model: give a preset name, a hub id (org/name) or a local folder")
     size = int(image_size) if image_size else None
     try:
-        loaded = create_model(ref, CHECK_LABELS, image_size=size, pretrained=pretrained)
+        m = inspect_model(ref, image_size=size, pretrained=pretrained)
     except ConfigError as e:
         return f"{CANNOT_LOAD} {e}"
-    arch = type(loaded.model).__name__
-    n = count_parameters(loaded.model)
+    n = m.parameters
     where = {"preset": "registry preset (random weights)", "local": "local folder", "hub": "hub"}
     return "\n".join(
         [
-            f"**{ref}** loads: `{arch}` from the {where.get(loaded.source, loaded.source)}.",
+            f"**{ref}** loads: `{m.architecture}` from the {where.get(m.source, m.source)}.",
             "",
             f"- **Parameters**: {n:,} ({_fmt_count(n)}) with a 2-class head",
-            f"- **Input size**: {loaded.image_size}×{loaded.image_size} px",
-            f"- **Normalisation**: mean ({_fmt_floats(loaded.mean)}), "
-            f"std ({_fmt_floats(loaded.std)})",
+            f"- **Input size**: {m.image_size}×{m.image_size} px",
+            f"- **Normalisation**: mean ({_fmt_floats(m.mean)}), std ({_fmt_floats(m.std)})",
             "",
-            f"Use it in a config as `model: {{name: {ref}}}`.",
+            f"Use it in a config as `model: {{name: {m.ref}}}`.",
         ]
     )
 
@@ -121,14 +140,84 @@ def create_models_tab(ctx: UIContext, project: gr.Dropdown) -> dict[str, Any]:
         )
         check = gr.Button("Check model", variant="primary", scale=1)
     result = gr.Markdown()
+    gr.Markdown(
+        "### Saved models (this project)\n"
+        "Save the model above under a name: it is checked the same way first, and the Configs "
+        "tab's model list offers it. A hub model must be in the local cache (downloads are off "
+        "unless `TRAINYARD_HUB_OFFLINE=0`)."
+    )
+    with gr.Row(equal_height=True):
+        entry_name = gr.Textbox(label="Save the model above as", placeholder="my-model", scale=4)
+        save_entry = gr.Button("Save model", scale=1)
+    entries = gr.Dataframe(
+        value=None, headers=ENTRY_COLUMNS, interactive=False, label="Saved models"
+    )
+    with gr.Row(equal_height=True):
+        # A script may send any name; the handler checks it.
+        entry_pick = dynamic_dropdown(label="Saved model", scale=4)
+        delete_entry = gr.Button("Delete", variant="stop", scale=1)
+        refresh_entries = gr.Button("Refresh", scale=1)
+    entry_status = gr.Markdown()
 
     @user_errors
     def do_list() -> pd.DataFrame:
         return presets_table()
 
+    def entry_lists(project_id: Any, selected: str | None = None) -> tuple[Any, Any]:
+        return named_items_view(
+            ctx, project_id, model_entries.list_model_entries, entry_row, ENTRY_COLUMNS, selected
+        )
+
+    @user_errors
+    def do_save_entry(project_id: Any, entry_name: str, model: str) -> tuple[Any, ...]:
+        pid = require_project(project_id)
+        with ctx.platform.session() as s:
+            e = model_entries.save_model_entry(s, pid, entry_name, model)
+        row = entry_row(e)
+        line = (
+            f"Saved **{e.name}**: `{e.ref}` ({e.kind}, {row['parameters']} parameters, "
+            f"{row['input size']} px). The Configs tab's model list offers it."
+        )
+        return (*entry_lists(pid, e.name), line, "")
+
+    @user_errors
+    def do_list_entries(project_id: Any) -> tuple[Any, ...]:
+        return entry_lists(require_project(project_id))
+
+    @user_errors
+    def do_delete_entry(project_id: Any, entry: str) -> tuple[Any, ...]:
+        pid = require_project(project_id)
+        if not (entry or "").strip():
+            raise gr.Error("choose a saved model first")
+        with ctx.platform.session() as s:
+            e = model_entries.delete_model_entry(s, pid, entry)
+        line = f"Deleted **{e.name}**. Configs that use it keep their copy of `{e.ref}`."
+        return (*entry_lists(pid), line)
+
     refresh.click(do_list, None, [table], api_name="list_models")
     check.click(
         user_errors(check_model), [name, size, pretrained], [result], api_name="check_model"
     )
+    save_entry.click(
+        do_save_entry,
+        [project, entry_name, name],
+        [entries, entry_pick, entry_status, entry_name],
+        api_name="save_model_entry",
+    )
+    delete_entry.click(
+        do_delete_entry,
+        [project, entry_pick],
+        [entries, entry_pick, entry_status],
+        api_name="delete_model_entry",
+    )
+    refresh_entries.click(
+        do_list_entries, [project], [entries, entry_pick], api_name="list_model_entries"
+    )
     # The page load sets the project, which fills in the counts without a click (cached).
-    return {"table": table, "on_project": [(lambda _pid: presets_table(), [table])]}
+    return {
+        "table": table,
+        "on_project": [
+            (lambda _pid: presets_table(), [table]),
+            (entry_lists, [entries, entry_pick]),
+        ],
+    }
