@@ -115,6 +115,30 @@ def test_cpu_augment_randomises_each_image_separately() -> None:
     assert len(distinct) > 4
 
 
+@pytest.mark.parametrize("hflip", [0.0, 0.5, 1.0])
+def test_cpu_shift_and_mirror_are_crops_of_the_padded_image(hflip: float) -> None:
+    # The mirror rides on the shift's column gather: each output must still be one of the
+    # (2 * pad + 1)^2 crops of the zero-padded image, mirrored exactly when drawn so.
+    torch.manual_seed(0)
+    x = torch.randint(1, 256, (64, 3, 16, 16), dtype=torch.uint8)
+    params = resolve_params("none", {"translate": 0.125, "hflip": hflip})
+    out = build_cpu_augment(params, torch.zeros(3), torch.ones(3))(x)  # out = x / 255
+    pad = 2
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad)).float().div_(255.0)
+    mirrored = 0
+    for img, src in zip(out, padded, strict=True):
+        crops = [
+            src[:, dy : dy + 16, dx : dx + 16]
+            for dy in range(2 * pad + 1)
+            for dx in range(2 * pad + 1)
+        ]
+        plain = any(torch.equal(img, c) for c in crops)
+        flipped = any(torch.equal(img, c.flip(-1)) for c in crops)
+        assert plain or flipped
+        mirrored += int(flipped and not plain)
+    assert {0.0: mirrored == 0, 0.5: 16 < mirrored < 48, 1.0: mirrored == 64}[hflip]
+
+
 def test_preset_params_can_be_overridden() -> None:
     p = resolve_params("light", {"hflip": 0.0})
     assert p.hflip == 0.0 and p.translate == PRESETS.get("light").translate
