@@ -112,7 +112,7 @@ def bench_database(url: str, n_runs: int, n_lines: int) -> dict[str, float]:
 
         naive_tail_s = median_time(naive_tail, repeat=3)
     engine.dispose()
-    ui = bench_runs_tab(url, pid)
+    ui = bench_runs_tab(url, pid, f"run {n_runs - 1}")
     return {
         **ui,
         "naive_lines_per_s": naive_rate,
@@ -124,7 +124,7 @@ def bench_database(url: str, n_runs: int, n_lines: int) -> dict[str, float]:
     }
 
 
-def bench_runs_tab(url: str, project_id: int) -> dict[str, float]:
+def bench_runs_tab(url: str, project_id: int, newest: str) -> dict[str, float]:
     """The Runs tab on that database: the `/list_runs` endpoint through a real server, and,
     with Chromium installed, what a user waits for in the browser (`_browser_runs_tab`)."""
     import dataclasses
@@ -147,7 +147,7 @@ def bench_runs_tab(url: str, project_id: int) -> dict[str, float]:
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         endpoint_s = median_time(lambda: client.predict(project_id, [], 200, api_name="/list_runs"))
-        browser = _browser_runs_tab(f"http://127.0.0.1:{port}/", plat, project_id)
+        browser = _browser_runs_tab(f"http://127.0.0.1:{port}/", plat, project_id, newest)
     finally:
         demo.close()
         plat.close()
@@ -155,14 +155,17 @@ def bench_runs_tab(url: str, project_id: int) -> dict[str, float]:
 
 
 BROWSER_FIGURES = {
+    "page_ready_ms": "page open to the app's tabs on screen (Gradio's own page load)",
     "page_open_ms": "page open to the Runs tab's rows (the whole page load included)",
     "tab_switch_ms": "click on the Runs tab to its rows",
     "refresh_ms": "Refresh click to a new run's row",
-    "filter_ms": "Show states -> starting, to the one matching row (9,999 others gone)",
+    "filter_ms": "Show states -> STARTING, to the one matching row (the others gone)",
 }
 
 
-def _one_visit(page: Any, url: str, plat: Any, project_id: int, rep: int) -> dict[str, float]:
+def _one_visit(
+    page: Any, url: str, plat: Any, project_id: int, newest: str, rep: int
+) -> dict[str, float]:
     from playwright.sync_api import expect
 
     page.set_default_timeout(30_000)
@@ -170,23 +173,25 @@ def _one_visit(page: Any, url: str, plat: Any, project_id: int, rep: int) -> dic
     out: dict[str, float] = {}
 
     def rows_show(text: str) -> None:
-        # .first: Gradio's Dataframe keeps a hidden copy of each cell
-        table.get_by_text(text, exact=True).first.wait_for(state="visible")
+        # visible: Gradio's Dataframe keeps a hidden copy of each cell
+        table.get_by_text(text, exact=True).filter(visible=True).first.wait_for()
 
     def tab(name: str) -> None:
         page.get_by_role("tab", name=name, exact=True).click()
 
     t0 = time.perf_counter()
     page.goto(url)
+    page.get_by_role("tab", name="Runs", exact=True).wait_for()
+    out["page_ready_ms"] = time.perf_counter() - t0
     tab("Runs")
-    rows_show("run 9999")
+    rows_show(newest)
     out["page_open_ms"] = time.perf_counter() - t0
 
     tab("Projects")
     page.wait_for_timeout(300)
     t0 = time.perf_counter()
     tab("Runs")
-    rows_show("run 9999")
+    rows_show(newest)
     out["tab_switch_ms"] = time.perf_counter() - t0
 
     name = f"new run {rep}"
@@ -199,14 +204,16 @@ def _one_visit(page: Any, url: str, plat: Any, project_id: int, rep: int) -> dic
 
     t0 = time.perf_counter()
     page.get_by_label("Show states", exact=True).click()
-    page.get_by_role("option", name="starting", exact=True).first.click()
+    page.get_by_role("option", name="STARTING", exact=True).first.click()
     rows_show("bench target")
-    expect(table.get_by_text("run 9999", exact=True)).to_have_count(0)
+    expect(table.get_by_text(newest, exact=True).filter(visible=True)).to_have_count(0)
     out["filter_ms"] = time.perf_counter() - t0
     return out
 
 
-def _browser_runs_tab(url: str, plat: Any, project_id: int, repeat: int = 5) -> dict[str, float]:
+def _browser_runs_tab(
+    url: str, plat: Any, project_id: int, newest: str, repeat: int = 5
+) -> dict[str, float]:
     """Medians of what a user waits for, each timed from the click (or the page request) to
     the rows on screen in headless Chromium. The table lists the newest 200 of the 10,001 runs."""
     if not Path("/usr/bin/chromium").exists():
@@ -227,7 +234,7 @@ def _browser_runs_tab(url: str, plat: Any, project_id: int, repeat: int = 5) -> 
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=args)
         for rep in range(repeat):
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            for key, seconds in _one_visit(page, url, plat, project_id, rep).items():
+            for key, seconds in _one_visit(page, url, plat, project_id, newest, rep).items():
                 times[key].append(seconds)
             page.close()
         browser.close()
@@ -257,7 +264,9 @@ def main() -> int:
     endpoint = f"/list_runs through the server {r['runs_endpoint_ms']:.0f} ms"
     print(f"Runs tab with {args.runs} runs: {endpoint}")
     for key, what in BROWSER_FIGURES.items():
-        print(f"  Chromium, {what}: {r[key]:.0f} ms  target < 1000 ms")
+        # The target is the Runs tab's own rendering; the page load is shown beside it.
+        target = "" if key.startswith("page_") else "  target < 1000 ms"
+        print(f"  Chromium, {what}: {r[key]:.0f} ms{target}")
     print(
         f"last 200 log lines of {args.lines:,}: {r['tail_200_ms']:.1f} ms vs "
         f"{r['naive_tail_ms']:.0f} ms reading the whole log "
