@@ -174,7 +174,10 @@ def _from_pretrained(
             model = AutoModelForImageClassification.from_config(config)
     except (OSError, ValueError) as e:
         where = "this folder" if source == "local" else "the local HuggingFace cache"
-        reason = str(e).strip().splitlines()[0][:200]
+        # HF's first sentence says what failed; the rest is advice that, cut short, ends
+        # mid-sentence ("Otherwise, make sure .") and that the line below gives better.
+        lines = str(e).strip().splitlines() or [type(e).__name__]
+        reason = lines[0].split(". ")[0].rstrip(".")[:200]
         hint = (
             " (downloads are off: HF_HUB_OFFLINE=1; TRAINYARD_HUB_OFFLINE=0 allows them)"
             if offline
