@@ -173,6 +173,11 @@ def test_configs_are_validated_and_versioned(session: Session, project) -> None:
     latest = configs.list_configs(session, project.id)
     assert [(c.name, c.version) for c in latest] == [("c", 2), ("other", 1)]
     assert latest[0].body["loop"]["epochs"] == 5
+    # The newest body saved again adds no version; an older one saved again does (restore).
+    again, added = configs.store_config(session, project.id, "c", {**CONFIG, "loop": {"epochs": 5}})
+    assert (again.id, again.version, added) == (v2.id, 2, False)
+    restored, added = configs.store_config(session, project.id, "c", CONFIG)
+    assert (restored.version, added) == (3, True)
     configs.create_group(session, project.id, "baselines")
     with pytest.raises(Conflict):
         configs.create_group(session, project.id, "baselines")

@@ -344,3 +344,30 @@ def test_browse_config_versions_and_restore_one(app: App) -> None:
         app.project_id, None, api_name="/list_config_versions"
     )
     assert dropdown["choices"] == [] and _rows(table) == [] and text == info == ""
+
+
+@pytest.mark.slow
+def test_version_diff_ignores_how_data_root_is_spelled(app: App) -> None:
+    # The demo config names its folder absolutely; the form saves the registered dataset's
+    # relative path. One folder either way: only the field the user changed differs.
+    absolute = str((app.datasets_dir / "digits").resolve())
+    for version, root in ((1, absolute), (2, "digits")):
+        app.client.predict(
+            project_id=app.project_id,
+            config_name="rooted",
+            data_root=root,
+            loop_epochs=version,
+            api_name="/save_config",
+        )
+    _, info = app.client.predict(app.project_id, "rooted", 1, api_name="/get_config_version")
+    assert "1 field(s) differ" in info and "loop.epochs" in info
+    assert "data.root" not in info
+
+
+def test_usage_line_says_unregistering_waits_for_unfinished_runs() -> None:
+    from trainyard.ui.datasets_tab import usage_line
+
+    done = usage_line(datasets.DatasetUsage(configs=["a"], finished_runs=2))
+    assert "keep working" in done and "refused" not in done
+    busy = usage_line(datasets.DatasetUsage(unfinished_runs=1))
+    assert "refused until the queued and running ones finish" in busy

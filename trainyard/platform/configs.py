@@ -24,22 +24,31 @@ def validate(body: dict[str, Any]) -> TrainConfig:
 
 def save_config(session: Session, project_id: int, name: str, body: dict[str, Any]) -> StoredConfig:
     """Validate and store; saving an existing name adds a new version (runs keep theirs)."""
+    return store_config(session, project_id, name, body)[0]
+
+
+def store_config(
+    session: Session, project_id: int, name: str, body: dict[str, Any]
+) -> tuple[StoredConfig, bool]:
+    """`save_config`, and whether a version was added: saving the newest version's body
+    again adds none (a list of identical versions would hide the ones that differ)."""
     get_project(session, project_id)
     name = (name or "").strip()
     if not name:
         raise PlatformError("config name: must not be empty")
-    cfg = validate(body)
+    resolved = validate(body).to_dict()
     latest = session.exec(
-        select(func.max(StoredConfig.version)).where(
-            StoredConfig.project_id == project_id, StoredConfig.name == name
-        )
-    ).one()
-    row = StoredConfig(
-        project_id=project_id, name=name, version=(latest or 0) + 1, body=cfg.to_dict()
-    )
+        select(StoredConfig)
+        .where(StoredConfig.project_id == project_id, StoredConfig.name == name)
+        .order_by(col(StoredConfig.version).desc())
+    ).first()
+    if latest is not None and latest.body == resolved:
+        return latest, False
+    version = (latest.version if latest else 0) + 1
+    row = StoredConfig(project_id=project_id, name=name, version=version, body=resolved)
     session.add(row)
     session.flush()
-    return row
+    return row, True
 
 
 def get_config(session: Session, config_id: int) -> StoredConfig:

@@ -60,8 +60,11 @@ def create_ui(ctx: UIContext) -> gr.Blocks:
                 tabs["configs"] = configs_tab.create_configs_tab(ctx, project)
             with gr.Tab("Runs", id="runs"):
                 tabs["runs"] = runs_tab.create_runs_tab(ctx, project, selected_run)
-            with gr.Tab("Logs", id="logs"):
+            with gr.Tab("Logs", id="logs") as logs_page:
                 tabs["logs"] = logs_tab.create_logs_tab(ctx, project, selected_run)
+            # A hidden box cannot be scrolled: the log opened before the tab was shown is
+            # scrolled to its end when the tab is.
+            logs_page.select(None, js=logs_tab.SCROLL_TO_END)
             with gr.Tab("Metrics", id="metrics"):
                 tabs["metrics"] = metrics_tab.create_metrics_tab(ctx, project, selected_run)
             with gr.Tab("Model testing", id="testing"):

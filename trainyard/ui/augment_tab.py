@@ -327,6 +327,8 @@ def create_augment_tab(ctx: UIContext, project: gr.Dropdown) -> dict[str, Any]:
             f"Saved **{row.name}**: {row.base} + {format_overrides(row.params)}. "
             "The Configs tab's augmentation list offers it."
         )
+        # The status line sits under the saved list, below the fold beside this button.
+        gr.Info(f"Saved preset {row.name}.")
         return (*saved_lists(pid, row.name), line, "")
 
     @user_errors

@@ -235,14 +235,20 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def version_markdown(row: StoredConfig, newest: StoredConfig) -> str:
-    """When a version was saved, and how it differs from the newest version of its name."""
+def version_markdown(
+    row: StoredConfig,
+    newest: StoredConfig,
+    comparable: Callable[[dict[str, Any]], dict[str, Any]] = lambda body: body,
+) -> str:
+    """When a version was saved, and how it differs from the newest version of its name.
+    `comparable` puts a body in the form the comparison uses (the tab resolves `data.root`, so
+    `digits` and `/srv/datasets/digits` naming one folder are not listed as a difference)."""
     saved = f"saved {_saved_at(row):%Y-%m-%d %H:%M:%S} UTC ({_saved_ago(row)})"
     if row.version == newest.version:
         more = "Choose an older version to compare." if row.version > 1 else "The only version."
         return f"**{row.name}** v{row.version}, the newest, {saved}. {more}"
     head = f"**{row.name}** v{row.version}, {saved}."
-    diff = configs.config_diff(row.body, newest.body)
+    diff = configs.config_diff(comparable(row.body), comparable(newest.body))
     if not diff:
         return f"{head} The same fields as v{newest.version}, the newest."
     lines = [f"{head} Against v{newest.version}, the newest, {len(diff)} field(s) differ:", ""]
@@ -401,6 +407,15 @@ def create_configs_tab(ctx: UIContext, project: gr.Dropdown) -> dict[str, Any]:
                     return row
         raise NotFound(f"this project has no config {text!r}")
 
+    def comparable(body: dict[str, Any]) -> dict[str, Any]:
+        """`data.root` as the absolute folder a run reads: the form stores a registered
+        dataset's relative path where an older version may hold the absolute one."""
+        body = ctx.platform.absolute_data_root(body)
+        root = (body.get("data") or {}).get("root")
+        if isinstance(root, str) and root:
+            body = {**body, "data": {**body["data"], "root": str(Path(root).resolve())}}
+        return body
+
     def fill(project_id: Any, body: dict[str, Any]) -> tuple[Any, ...]:
         values = form_values(body, root_choices(project_id), root_dir)
         return (*values, body)
@@ -459,9 +474,10 @@ def create_configs_tab(ctx: UIContext, project: gr.Dropdown) -> dict[str, Any]:
     def do_save(project_id: Any, config_name: str, base: dict[str, Any], **values: Any) -> Any:
         pid = require_project(project_id)
         with ctx.platform.session() as s:
-            row = configs.save_config(s, pid, config_name, form_body(base, values))
+            row, added = configs.store_config(s, pid, config_name, form_body(base, values))
+        said = "Saved" if added else "Nothing changed since"
         return (
-            f"Saved **{row.name}** version {row.version}.",
+            f"{said} **{row.name}** version {row.version}.",
             stored_update(pid, row.id),
             configs_table(pid),
             yaml.safe_dump(row.body, sort_keys=False),
@@ -482,13 +498,16 @@ def create_configs_tab(ctx: UIContext, project: gr.Dropdown) -> dict[str, Any]:
             gr.update(choices=choices, value=chosen.version),
             configs_frame(rows),
             yaml.safe_dump(chosen.body, sort_keys=False),
-            version_markdown(chosen, rows[0]),
+            version_markdown(chosen, rows[0], comparable),
         )
 
     @user_errors
     def do_show_version(project_id: Any, config: Any, version: Any) -> tuple[str, str]:
         chosen, newest = pick_version(project_id, config, version)
-        return yaml.safe_dump(chosen.body, sort_keys=False), version_markdown(chosen, newest)
+        return (
+            yaml.safe_dump(chosen.body, sort_keys=False),
+            version_markdown(chosen, newest, comparable),
+        )
 
     @user_errors
     def do_load_version(project_id: Any, config: Any, version: Any) -> tuple[Any, ...]:
@@ -525,9 +544,10 @@ def create_configs_tab(ctx: UIContext, project: gr.Dropdown) -> dict[str, Any]:
         pid = require_project(project_id)
         body = parse_yaml(yaml_text)
         with ctx.platform.session() as s:
-            row = configs.save_config(s, pid, config_name, body)
+            row, added = configs.store_config(s, pid, config_name, body)
+        said = "Imported as" if added else "Same as the newest version: nothing imported into"
         return (
-            f"Imported as **{row.name}** version {row.version}.",
+            f"{said} **{row.name}** version {row.version}.",
             stored_update(pid, row.id),
             configs_table(pid),
             yaml.safe_dump(row.body, sort_keys=False),

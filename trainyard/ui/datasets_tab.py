@@ -204,10 +204,13 @@ def usage_line(usage: datasets.DatasetUsage) -> str:
         named.append(f"{usage.unfinished_runs} queued or running run(s)")
     if not named:
         return "No config or run of this project names its folder."
-    return (
+    line = (
         f"Its folder is the `data.root` of {'; '.join(named)}: they keep that path and keep "
         "working, since the folder stays."
     )
+    if usage.unfinished_runs:
+        line += " Unregistering is refused until the queued and running ones finish."
+    return line
 
 
 def sample_gallery(ctx: UIContext, ds: Dataset, per_class: int) -> list[tuple[Any, str]]:

@@ -17,10 +17,18 @@ from sqlmodel import col, select
 from trainyard.platform import runlogs, runs
 from trainyard.platform.models import RunLog
 from trainyard.ui.common import UIContext, dynamic_dropdown, require_run, run_choices, user_errors
+from trainyard.ui.metrics_tab import project_runs
 
 TAIL_LINES = 1000  # what the textbox holds; the whole log is a download away
 REFRESH_S = 1.0
 SEARCH_LIMIT = 500
+
+
+# After a frame: the text (or the tab) has been rendered by then.
+SCROLL_TO_END = (
+    "() => { setTimeout(() => { const t = document.querySelector('#ty-log textarea'); "
+    "if (t) t.scrollTop = t.scrollHeight; }, 100); }"
+)
 
 
 def _tail(ctx: UIContext, run_id: int, n: int) -> tuple[str, int]:
@@ -110,7 +118,11 @@ def create_logs_tab(ctx: UIContext, project: gr.Dropdown, selected_run: gr.State
     def follow_selected(run_id: Any, project_id: Any) -> Any:
         return gr.update(choices=run_choices(ctx, project_id), value=run_id)
 
-    run.change(open_run, [run], [log_box, follow], api_visibility="private")
+    # A run just opened shows its newest lines: the box's autoscroll follows appended lines,
+    # not a whole new text, so a finished run's log would otherwise open at its first line.
+    run.change(open_run, [run], [log_box, follow], api_visibility="private").then(
+        None, js=SCROLL_TO_END
+    )
     selected_run.change(follow_selected, [selected_run, project], [run], api_visibility="private")
     timer.tick(
         tick, [follow, live], [log_box, follow], api_visibility="private", show_progress="hidden"
@@ -121,8 +133,12 @@ def create_logs_tab(ctx: UIContext, project: gr.Dropdown, selected_run: gr.State
     # An API-only endpoint: the last N lines of any run.
     gr.api(get_log, api_name="get_log")
 
+    @user_errors
     def on_project(project_id: Any) -> Any:
-        return gr.update(choices=run_choices(ctx, project_id), value=None)
+        # As Metrics and Model testing do: the newest run that has started is shown at once,
+        # not an empty log box with nothing saying to pick a run.
+        choices, first = project_runs(ctx, project_id)
+        return gr.update(choices=choices, value=first)
 
     run.focus(
         lambda p, r: gr.update(choices=run_choices(ctx, p), value=r),
