@@ -19,6 +19,7 @@ import pandas as pd
 from trainyard.platform import projects, runs
 from trainyard.platform.errors import PlatformError
 from trainyard.platform.service import Platform
+from trainyard.platform.status import RunStatus
 from trainyard.trainer.config import ConfigError
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,19 @@ def named_items_view(
     names = [r.name for r in rows]
     table = pd.DataFrame([to_row(r) for r in rows], columns=columns)
     return table, gr.update(choices=names, value=selected if selected in names else None)
+
+
+def project_runs(ctx: UIContext, project_id: Any) -> tuple[list[tuple[str, int]], int | None]:
+    """The project's run choices, and the one to show first: the newest that has started (a
+    queued run has nothing to show yet), else the newest."""
+    if project_id in (None, ""):
+        return [], None
+    choices = run_choices(ctx, int(project_id))
+    with ctx.platform.session() as s:
+        recent = runs.list_runs(s, int(project_id), limit=50)
+    started = [r.id for r in recent if RunStatus(r.status) != RunStatus.QUEUED]
+    first = started[0] if started else (choices[0][1] if choices else None)
+    return choices, first
 
 
 def require_project(project_id: Any) -> int:

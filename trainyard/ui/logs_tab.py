@@ -16,8 +16,14 @@ from sqlmodel import col, select
 
 from trainyard.platform import runlogs, runs
 from trainyard.platform.models import RunLog
-from trainyard.ui.common import UIContext, dynamic_dropdown, require_run, run_choices, user_errors
-from trainyard.ui.metrics_tab import project_runs
+from trainyard.ui.common import (
+    UIContext,
+    dynamic_dropdown,
+    project_runs,
+    require_run,
+    run_choices,
+    user_errors,
+)
 
 TAIL_LINES = 1000  # what the textbox holds; the whole log is a download away
 REFRESH_S = 1.0

@@ -26,6 +26,7 @@ from trainyard.trainer.checkpoint import INFO_FILE, find_checkpoint
 from trainyard.ui.common import (
     UIContext,
     dynamic_dropdown,
+    project_runs,
     require_run,
     run_choices,
     run_id_list,
@@ -234,19 +235,6 @@ def per_class_frame(classes: list[str], per_class: dict[str, float]) -> pd.DataF
     """Per-class accuracy for the bar chart, or None (see `chart_frame`)."""
     rows = [{"class": c, "accuracy": float(per_class[c])} for c in classes if c in per_class]
     return typed_frame(PER_CLASS_COLUMNS, rows) if rows else None
-
-
-def project_runs(ctx: UIContext, project_id: Any) -> tuple[list[tuple[str, int]], int | None]:
-    """The project's run choices, and the one to show first: the newest that has started (a
-    queued run has nothing to show yet), else the newest."""
-    if project_id in (None, ""):
-        return [], None
-    choices = run_choices(ctx, int(project_id))
-    with ctx.platform.session() as s:
-        recent = runs.list_runs(s, int(project_id), limit=50)
-    started = [r.id for r in recent if RunStatus(r.status) != RunStatus.QUEUED]
-    first = started[0] if started else (choices[0][1] if choices else None)
-    return choices, first
 
 
 def empty_confusion() -> pd.DataFrame:

@@ -23,8 +23,14 @@ from trainyard.platform.models import Run
 from trainyard.trainer.checkpoint import find_checkpoint
 from trainyard.trainer.data import scan_dataset
 from trainyard.trainer.inference import ImageInput, PredictionError, Predictor
-from trainyard.ui.common import UIContext, dynamic_dropdown, require_run, run_choices, user_errors
-from trainyard.ui.metrics_tab import project_runs
+from trainyard.ui.common import (
+    UIContext,
+    dynamic_dropdown,
+    project_runs,
+    require_run,
+    run_choices,
+    user_errors,
+)
 
 PREDICTOR_CACHE_SIZE = 4  # models in memory at once, across all sessions
 MAX_IMAGES_PER_REQUEST = 100
