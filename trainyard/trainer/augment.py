@@ -81,17 +81,21 @@ def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.T
 
 
 def build_cpu_augment(p: AugParams, mean: torch.Tensor, std: torch.Tensor) -> Augment:
+    shift = p.scale_min >= 1.0 and p.translate > 0  # a resized crop replaces the shift
+    # With a shift, the mirror rides on the shift's gather.
+    separate_flip = p.hflip if not shift else 0.0
+
     def run(x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
         if p.scale_min < 1.0:
             x = torch.stack([_random_resized_crop(img, p.scale_min) for img in x])
-        elif p.translate > 0:
+        elif shift:
             x = _batch_translate(x, p.translate, p.hflip)
         if p.rotation > 0:
             angles = (torch.rand(b) * 2 - 1) * p.rotation
             x = torch.stack([TF.rotate(img, float(a)) for img, a in zip(x, angles, strict=True)])
-        if p.hflip > 0 and not (p.translate > 0 and p.scale_min >= 1.0):  # else done above
-            x = torch.where((torch.rand(b) < p.hflip).view(b, 1, 1, 1), x.flip(-1), x)
+        if separate_flip > 0:
+            x = torch.where((torch.rand(b) < separate_flip).view(b, 1, 1, 1), x.flip(-1), x)
         if p.vflip > 0:
             x = torch.where((torch.rand(b) < p.vflip).view(b, 1, 1, 1), x.flip(-2), x)
         out = x.float().div_(255.0)
