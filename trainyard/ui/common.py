@@ -75,9 +75,12 @@ def project_choices(ctx: UIContext) -> list[tuple[str, int]]:
 
 def run_choices(ctx: UIContext, project_id: int | None, limit: int = 200) -> list[tuple[str, int]]:
     with ctx.platform.session() as s:
-        rows = runs.list_runs(s, project_id, limit=limit)
+        return _run_labels(runs.list_runs(s, project_id, limit=limit))
+
+
+def _run_labels(rows: Sequence[Any]) -> list[tuple[str, int]]:
     # No status in the label: a dropdown's labels are not refreshed while it is shown.
-    return [(f"#{r.id} {r.name}", r.id) for r in rows]  # type: ignore[misc]
+    return [(f"#{r.id} {r.name}", r.id) for r in rows]
 
 
 def named_items_view(
@@ -104,10 +107,10 @@ def project_runs(ctx: UIContext, project_id: Any) -> tuple[list[tuple[str, int]]
     queued run has nothing to show yet), else the newest."""
     if project_id in (None, ""):
         return [], None
-    choices = run_choices(ctx, int(project_id))
     with ctx.platform.session() as s:
-        recent = runs.list_runs(s, int(project_id), limit=50)
-    started = [r.id for r in recent if RunStatus(r.status) != RunStatus.QUEUED]
+        rows = runs.list_runs(s, int(project_id), limit=200)
+    choices = _run_labels(rows)
+    started = [r.id for r in rows[:50] if RunStatus(r.status) != RunStatus.QUEUED]
     first = started[0] if started else (choices[0][1] if choices else None)
     return choices, first
 
