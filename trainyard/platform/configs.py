@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import and_, func
 from sqlmodel import Session, col, select
 
+from trainyard.platform.datasets import data_root_folder
 from trainyard.platform.errors import Conflict, NotFound, PlatformError
 from trainyard.platform.models import ExperimentGroup, StoredConfig
-from trainyard.platform.projects import get_project
+from trainyard.platform.projects import clean_name, get_project
 from trainyard.trainer.config import ConfigError, TrainConfig
 
 MISSING = "(not set)"  # config_diff's value for a field one version does not have
@@ -28,21 +30,25 @@ def save_config(session: Session, project_id: int, name: str, body: dict[str, An
 
 
 def store_config(
-    session: Session, project_id: int, name: str, body: dict[str, Any]
+    session: Session,
+    project_id: int,
+    name: str,
+    body: dict[str, Any],
+    datasets_dir: Path | None = None,
 ) -> tuple[StoredConfig, bool]:
     """`save_config`, and whether a version was added: saving the newest version's body
-    again adds none (a list of identical versions would hide the ones that differ)."""
+    again adds none (a list of identical versions would hide the ones that differ). With
+    `datasets_dir`, two spellings of one `data.root` folder count as the same."""
     get_project(session, project_id)
-    name = (name or "").strip()
-    if not name:
-        raise PlatformError("config name: must not be empty")
+    name = clean_name(name, "config name")
     resolved = validate(body).to_dict()
     latest = session.exec(
         select(StoredConfig)
         .where(StoredConfig.project_id == project_id, StoredConfig.name == name)
         .order_by(col(StoredConfig.version).desc())
     ).first()
-    if latest is not None and latest.body == resolved:
+    same = comparable_body(resolved, datasets_dir)
+    if latest is not None and comparable_body(latest.body, datasets_dir) == same:
         return latest, False
     version = (latest.version if latest else 0) + 1
     row = StoredConfig(project_id=project_id, name=name, version=version, body=resolved)
@@ -76,12 +82,25 @@ def list_config_versions(session: Session, project_id: int, name: str) -> list[S
 
 
 def get_config_version(session: Session, project_id: int, name: str, version: int) -> StoredConfig:
-    versions = list_config_versions(session, project_id, name)
+    return find_version(list_config_versions(session, project_id, name), version)
+
+
+def find_version(versions: list[StoredConfig], version: int) -> StoredConfig:
+    """`version` among one config's versions (newest first, as `list_config_versions` gives)."""
     for row in versions:
         if row.version == version:
             return row
     newest = versions[0]
     raise NotFound(f"config {newest.name!r} has no version {version} (1 to {newest.version})")
+
+
+def comparable_body(body: dict[str, Any], datasets_dir: Path | None) -> dict[str, Any]:
+    """`body` with `data.root` as the folder it names (relative roots lie under the datasets
+    root), so `digits` and `/srv/datasets/digits` compare equal. Without a datasets root,
+    `body` as it is."""
+    data = body.get("data") or {}
+    folder = data_root_folder(data.get("root"), datasets_dir) if datasets_dir else None
+    return body if folder is None else {**body, "data": {**data, "root": str(folder)}}
 
 
 def config_diff(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:

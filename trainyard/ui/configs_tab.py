@@ -235,20 +235,18 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def version_markdown(
-    row: StoredConfig,
-    newest: StoredConfig,
-    comparable: Callable[[dict[str, Any]], dict[str, Any]] = lambda body: body,
-) -> str:
-    """When a version was saved, and how it differs from the newest version of its name.
-    `comparable` puts a body in the form the comparison uses (the tab resolves `data.root`, so
-    `digits` and `/srv/datasets/digits` naming one folder are not listed as a difference)."""
+def version_markdown(row: StoredConfig, newest: StoredConfig, datasets_dir: Path) -> str:
+    """When a version was saved, and how it differs from the newest version of its name
+    (`data.root` compared as the folder it names, see `configs.comparable_body`)."""
     saved = f"saved {_saved_at(row):%Y-%m-%d %H:%M:%S} UTC ({_saved_ago(row)})"
     if row.version == newest.version:
         more = "Choose an older version to compare." if row.version > 1 else "The only version."
         return f"**{row.name}** v{row.version}, the newest, {saved}. {more}"
     head = f"**{row.name}** v{row.version}, {saved}."
-    diff = configs.config_diff(comparable(row.body), comparable(newest.body))
+    diff = configs.config_diff(
+        configs.comparable_body(row.body, datasets_dir),
+        configs.comparable_body(newest.body, datasets_dir),
+    )
     if not diff:
         return f"{head} The same fields as v{newest.version}, the newest."
     lines = [f"{head} Against v{newest.version}, the newest, {len(diff)} field(s) differ:", ""]
@@ -407,15 +405,6 @@ def create_configs_tab(ctx: UIContext, project: gr.Dropdown) -> dict[str, Any]:
                     return row
         raise NotFound(f"this project has no config {text!r}")
 
-    def comparable(body: dict[str, Any]) -> dict[str, Any]:
-        """`data.root` as the absolute folder a run reads: the form stores a registered
-        dataset's relative path where an older version may hold the absolute one."""
-        body = ctx.platform.absolute_data_root(body)
-        root = (body.get("data") or {}).get("root")
-        if isinstance(root, str) and root:
-            body = {**body, "data": {**body["data"], "root": str(Path(root).resolve())}}
-        return body
-
     def fill(project_id: Any, body: dict[str, Any]) -> tuple[Any, ...]:
         values = form_values(body, root_choices(project_id), root_dir)
         return (*values, body)
@@ -433,11 +422,8 @@ def create_configs_tab(ctx: UIContext, project: gr.Dropdown) -> dict[str, Any]:
         """(the chosen version, the newest)."""
         if version in (None, ""):
             raise gr.Error("choose a version first")
-        row = resolve_config(project_id, config)
-        with ctx.platform.session() as s:
-            chosen = configs.get_config_version(s, row.project_id, row.name, parse_version(version))
-            newest = configs.list_config_versions(s, row.project_id, row.name)[0]
-        return chosen, newest
+        _, versions = versions_of(project_id, config)
+        return configs.find_version(versions, parse_version(version)), versions[0]
 
     def load_outputs(project_id: Any, row: StoredConfig, note: str = "") -> tuple[Any, ...]:
         """The form, name, YAML view and status after loading one stored version."""
@@ -474,7 +460,9 @@ def create_configs_tab(ctx: UIContext, project: gr.Dropdown) -> dict[str, Any]:
     def do_save(project_id: Any, config_name: str, base: dict[str, Any], **values: Any) -> Any:
         pid = require_project(project_id)
         with ctx.platform.session() as s:
-            row, added = configs.store_config(s, pid, config_name, form_body(base, values))
+            row, added = configs.store_config(
+                s, pid, config_name, form_body(base, values), root_dir
+            )
         said = "Saved" if added else "Nothing changed since"
         return (
             f"{said} **{row.name}** version {row.version}.",
@@ -498,7 +486,7 @@ def create_configs_tab(ctx: UIContext, project: gr.Dropdown) -> dict[str, Any]:
             gr.update(choices=choices, value=chosen.version),
             configs_frame(rows),
             yaml.safe_dump(chosen.body, sort_keys=False),
-            version_markdown(chosen, rows[0], comparable),
+            version_markdown(chosen, rows[0], root_dir),
         )
 
     @user_errors
@@ -506,7 +494,7 @@ def create_configs_tab(ctx: UIContext, project: gr.Dropdown) -> dict[str, Any]:
         chosen, newest = pick_version(project_id, config, version)
         return (
             yaml.safe_dump(chosen.body, sort_keys=False),
-            version_markdown(chosen, newest, comparable),
+            version_markdown(chosen, newest, root_dir),
         )
 
     @user_errors
@@ -544,7 +532,7 @@ def create_configs_tab(ctx: UIContext, project: gr.Dropdown) -> dict[str, Any]:
         pid = require_project(project_id)
         body = parse_yaml(yaml_text)
         with ctx.platform.session() as s:
-            row, added = configs.store_config(s, pid, config_name, body)
+            row, added = configs.store_config(s, pid, config_name, body, root_dir)
         said = "Imported as" if added else "Same as the newest version: nothing imported into"
         return (
             f"{said} **{row.name}** version {row.version}.",
