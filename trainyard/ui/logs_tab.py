@@ -16,6 +16,7 @@ from sqlmodel import col, select
 
 from trainyard.platform import runlogs, runs
 from trainyard.platform.models import RunLog
+from trainyard.platform.status import RunStatus
 from trainyard.ui.common import (
     UIContext,
     dynamic_dropdown,
@@ -65,7 +66,8 @@ def create_logs_tab(ctx: UIContext, project: gr.Dropdown, selected_run: gr.State
         query = gr.Textbox(label="Search the whole log", placeholder="e.g. val acc, error", scale=4)
         search = gr.Button("Search", scale=1)
     results = gr.Textbox(label="Matching lines", lines=8, max_lines=20, elem_classes=["ty-log"])
-    timer = gr.Timer(REFRESH_S)
+    # Ticks only while a live run is shown: a finished run's log cannot grow.
+    timer = gr.Timer(REFRESH_S, active=False)
 
     @user_errors
     def get_log(run_id: Any, lines: float = 200) -> str:
@@ -73,23 +75,28 @@ def create_logs_tab(ctx: UIContext, project: gr.Dropdown, selected_run: gr.State
         text, _ = _tail(ctx, require_run(run_id), int(lines or 200))
         return text
 
-    def open_run(run_id: Any) -> tuple[Any, ...]:
+    def open_run(run_id: Any, is_live: bool) -> tuple[Any, ...]:
         if run_id in (None, ""):
-            return "", (None, -1, "")
+            return "", (None, -1, ""), gr.Timer(active=False)
         text, last = _tail(ctx, int(run_id), TAIL_LINES)
-        return text, (int(run_id), last, text)
+        with ctx.platform.session() as s:
+            done = RunStatus(runs.get_run(s, int(run_id)).status).is_terminal()
+        return text, (int(run_id), last, text), gr.Timer(active=is_live and not done)
 
     def tick(state: tuple[Any, int, str], is_live: bool) -> tuple[Any, ...]:
         run_id, last, text = state
         if run_id is None or not is_live:
-            return gr.skip(), state
+            return gr.skip(), state, gr.Timer(active=False)
         with ctx.platform.session() as s:
+            # Status before lines: a run's last lines are stored before it ends, so a run
+            # that had ended before this read has no line left to come after it.
+            done = RunStatus(runs.get_run(s, run_id).status).is_terminal()
             new = runlogs.lines_after(s, run_id, last, limit=TAIL_LINES)
         if not new:
-            return gr.skip(), state
+            return gr.skip(), state, (gr.Timer(active=False) if done else gr.skip())
         lines = (text.split("\n") if text else []) + [r.line for r in new]
         text = "\n".join(lines[-TAIL_LINES:])
-        return text, (run_id, new[-1].seq, text)
+        return text, (run_id, new[-1].seq, text), gr.skip()
 
     @user_errors
     def search_log(run_id: Any, q: str) -> str:
@@ -126,12 +133,23 @@ def create_logs_tab(ctx: UIContext, project: gr.Dropdown, selected_run: gr.State
 
     # A run just opened shows its newest lines: the box's autoscroll follows appended lines,
     # not a whole new text, so a finished run's log would otherwise open at its first line.
-    run.change(open_run, [run], [log_box, follow], api_visibility="private").then(
+    run.change(open_run, [run, live], [log_box, follow, timer], api_visibility="private").then(
         None, js=SCROLL_TO_END
     )
     selected_run.change(follow_selected, [selected_run, project], [run], api_visibility="private")
     timer.tick(
-        tick, [follow, live], [log_box, follow], api_visibility="private", show_progress="hidden"
+        tick,
+        [follow, live],
+        [log_box, follow, timer],
+        api_visibility="private",
+        show_progress="hidden",
+    )
+    # Ticking Live again also picks up a run that was retried after it had ended.
+    live.change(
+        lambda is_live, state: gr.Timer(active=bool(is_live and state[0] is not None)),
+        [live, follow],
+        [timer],
+        api_visibility="private",
     )
     search.click(search_log, [run, query], [results], api_name="search_log")
     query.submit(search_log, [run, query], [results], api_visibility="private")
