@@ -19,9 +19,8 @@ from trainyard.platform.named_items import (
     delete_item,
     get_item,
     list_items,
-    require_new_name,
+    new_item_name,
 )
-from trainyard.platform.projects import clean_name, get_project
 from trainyard.trainer.augment import PRESETS, AugParams, resolve_params
 
 WHAT = "saved augmentation preset"
@@ -32,12 +31,7 @@ def save_aug_preset(
 ) -> AugmentationPreset:
     """Validate `params` over `base` and store them under `name`. The stored overrides are
     the validated values (`"0.5"` is stored as 0.5)."""
-    get_project(session, project_id)
-    name = clean_name(name, "augmentation preset name")
-    if name in PRESETS:
-        raise PlatformError(
-            f"augmentation preset name: {name!r} is a built-in preset; choose another name"
-        )
+    name = new_item_name(session, AugmentationPreset, project_id, name, WHAT, PRESETS)
     base = (base or "").strip()
     if base not in PRESETS:
         raise PlatformError(f"base: {PRESETS.unknown_message(base)}")
@@ -45,7 +39,6 @@ def save_aug_preset(
         params = {}
     if not isinstance(params, dict):
         raise PlatformError("augmentation.params: expected a mapping such as {hflip: 0.5}")
-    require_new_name(session, AugmentationPreset, project_id, name, WHAT)
     try:
         resolved = resolve_params(base, params)
     except ValueError as e:

@@ -24,9 +24,8 @@ from trainyard.platform.named_items import (
     delete_item,
     get_item,
     list_items,
-    require_new_name,
+    new_item_name,
 )
-from trainyard.platform.projects import clean_name, get_project
 from trainyard.trainer.config import ConfigError
 from trainyard.trainer.models import MODELS, inspect_model
 
@@ -36,17 +35,10 @@ WHAT = "saved model"
 def save_model_entry(session: Session, project_id: int, name: str, ref: str) -> ModelEntry:
     """Build `ref` as training would, then store it under `name`; nothing is stored when it
     does not load."""
-    get_project(session, project_id)
-    name = clean_name(name, "saved model name")
-    if name in MODELS:
-        raise PlatformError(
-            f"saved model name: {name!r} is a built-in preset, already in every list; "
-            "choose another name"
-        )
+    name = new_item_name(session, ModelEntry, project_id, name, WHAT, MODELS)
     ref = (ref or "").strip()
     if not ref:
         raise PlatformError("model: give a preset name, a hub id (org/name) or a local folder")
-    require_new_name(session, ModelEntry, project_id, name, WHAT)
     try:
         summary = inspect_model(ref)
     except ConfigError as e:

@@ -4,13 +4,15 @@ this module only stores it."""
 
 from __future__ import annotations
 
+from collections.abc import Container
 from typing import TypeVar
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from trainyard.platform.errors import Conflict, NotFound
+from trainyard.platform.errors import Conflict, NotFound, PlatformError
 from trainyard.platform.models import AugmentationPreset, ModelEntry
+from trainyard.platform.projects import clean_name, get_project
 
 Item = TypeVar("Item", ModelEntry, AugmentationPreset)
 
@@ -26,6 +28,24 @@ def require_new_name(
     """Refuse a taken name before any slow validation runs."""
     if find_item(session, kind, project_id, name) is not None:
         raise Conflict(f"this project already has a {what} named {name!r}; delete it first")
+
+
+def new_item_name(
+    session: Session,
+    kind: type[Item],
+    project_id: int,
+    name: str,
+    what: str,
+    builtins: Container[str],
+) -> str:
+    """`name` cleaned for a new item of an existing project: refused when empty, too long,
+    a built-in's name, or taken."""
+    get_project(session, project_id)
+    name = clean_name(name, f"{what} name")
+    if name in builtins:
+        raise PlatformError(f"{what} name: {name!r} is a built-in preset; choose another name")
+    require_new_name(session, kind, project_id, name, what)
+    return name
 
 
 def add_item(session: Session, row: Item, what: str) -> Item:
