@@ -251,7 +251,7 @@ def create_datasets_tab(ctx: UIContext, project: gr.Dropdown) -> dict[str, Any]:
         per_class = gr.Slider(1, 8, value=4, step=1, label="Samples per class", scale=2)
         refresh = gr.Button("Refresh list", scale=1)
         rescan = gr.Button("Rescan folder", scale=1)
-    with gr.Accordion("Unregister the selected dataset", open=False):
+    with gr.Accordion("Unregister the selected dataset", open=False) as unregister_box:
         gr.Markdown(
             "Removes the dataset from this project's lists. **The folder on disk is never "
             "deleted**: configs and finished runs that name it keep working, and it can be "
@@ -399,7 +399,17 @@ def create_datasets_tab(ctx: UIContext, project: gr.Dropdown) -> dict[str, Any]:
         [dataset, table, folder, status, confirm],
         api_name="delete_dataset",
     )
-    dataset.change(show_usage, [project, dataset], [usage], api_visibility="private")
+    # The usage scans the project's configs and runs: only while the section is open.
+    unregister_open = gr.State(False)
+    unregister_box.expand(lambda: True, None, [unregister_open], api_visibility="private")
+    unregister_box.collapse(lambda: False, None, [unregister_open], api_visibility="private")
+    unregister_box.expand(show_usage, [project, dataset], [usage], api_visibility="private")
+    dataset.change(
+        lambda p, d, is_open: show_usage(p, d) if is_open else "",
+        [project, dataset, unregister_open],
+        [usage],
+        api_visibility="private",
+    )
     return {
         "dataset": dataset,
         "table": table,
