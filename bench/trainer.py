@@ -599,6 +599,12 @@ def comparable_schedule(b: Bench, epochs: int) -> tuple[dict[str, Any], str, flo
     return {"name": "linear", "warmup_epochs": warm, "min_lr_ratio": 0.0}, "linear", warm
 
 
+def list_test_images(root: Path) -> list[str]:
+    """test/'s images, counted apart from either side's loader: each side's test accuracy must
+    have scored exactly these."""
+    return scan_dataset(root).splits["test"].paths
+
+
 def hf_run(b: Bench, root: Path, epochs: int, workers: int, out: Path, seed: int) -> dict[str, Any]:
     from transformers import Trainer as HFTrainer
     from transformers import TrainingArguments
@@ -654,12 +660,18 @@ def hf_run(b: Bench, root: Path, epochs: int, workers: int, out: Path, seed: int
     trainer.remove_callback(PrinterCallback)
     threads = torch.get_num_threads()
     out_train = trainer.train()
-    test_metrics = trainer.evaluate(test, metric_key_prefix="test")
+    # predict(), not evaluate(test): with persistent workers, evaluate() reuses its cached
+    # "eval" DataLoader for any dataset passed to it and would score val/ again
+    # (huggingface/transformers#30527). The length check keeps that from coming back.
+    pred: Any = trainer.predict(test, metric_key_prefix="test")
+    scored, n_test = len(pred.label_ids), len(list_test_images(root))
+    if scored != n_test:
+        raise RuntimeError(f"HF scored {scored} images, test/ has {n_test}")
     wall = time.perf_counter() - t0
     return {
         "wall_s": wall,
         "images": epochs * len(train),
-        "test_accuracy": test_metrics["test_accuracy"],
+        "test_accuracy": pred.metrics["test_accuracy"],
         "hf_train_samples_per_second": out_train.metrics.get("train_samples_per_second"),
         "torch_threads": threads,
         "workers": workers,
@@ -678,6 +690,9 @@ def trainyard_run(b: Bench, root: Path, epochs: int, run_dir: Path, seed: int) -
     results, events = run_trainer(cfg, run_dir)
     wall = time.perf_counter() - t0
     start = next(e for e in events if e["event"] == "start")
+    scored, n_test = sum(map(sum, results["test"]["confusion"])), len(list_test_images(root))
+    if scored != n_test:
+        raise RuntimeError(f"trainyard scored {scored} images, test/ has {n_test}")
     return {
         "wall_s": wall,
         "images": epochs * start["steps_per_epoch"] * b.batch_size,
