@@ -257,6 +257,8 @@ class Report:
             f"{row.baseline_name} {shown(row.baseline, row.unit)}, ratio {row.ratio:.2f}x"
             f"{target}{busy}"
         )
+        if row.note:
+            say(f"     {row.note}")
 
 
 def shown(v: float, unit: str) -> str:
@@ -761,6 +763,11 @@ def part_c(
     accs = {k: [r["test_accuracy"] for r in v] for k, v in runs.items()}
     acc_t, acc_h = statistics.mean(accs["trainyard"]), statistics.mean(accs["transformers"])
     each = "; ".join(f"{k}: " + ", ".join(f"{100 * a:.2f}" for a in v) for k, v in accs.items())
+    # A seed gives both sides the same initial weights: its difference is one paired sample.
+    diffs = [100 * (t - h) for t, h in zip(accs["trainyard"], accs["transformers"], strict=True)]
+    if len(diffs) > 1:
+        se = statistics.stdev(diffs) / len(diffs) ** 0.5
+        each += f"; paired difference {statistics.mean(diffs):+.2f} pt, standard error {se:.2f}"
     report.add(
         Row(
             "c",
@@ -868,7 +875,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--digits-config", type=Path, default=DIGITS_CONFIG)
     p.add_argument("--c-epochs", type=int, default=3, help="epochs of each (c) run on CIFAR-10")
     p.add_argument(
-        "--c-seeds", type=int, default=3, help="(c) on CIFAR-10: runs per side, seeds 0..N-1"
+        "--c-seeds", type=int, default=5, help="(c) on CIFAR-10: runs per side, seeds 0..N-1"
     )
     p.add_argument(
         "--hf-workers", type=int, default=None, help="HF DataLoader workers (default: data.workers)"
