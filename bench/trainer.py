@@ -467,6 +467,8 @@ def plain_loop(
             loss = loss_fn(model(pixel_values=x).logits, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if b.cfg.loop.clip_grad_norm:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), b.cfg.loop.clip_grad_norm)
             opt.step()
             sched.step()
         seconds += time.perf_counter() - t0
@@ -639,6 +641,7 @@ def hf_run(b: Bench, root: Path, epochs: int, workers: int, out: Path, seed: int
         lr_scheduler_type=hf_schedule,
         warmup_steps=round(warm_epochs * steps_per_epoch),
         label_smoothing_factor=b.cfg.loss.label_smoothing,
+        max_grad_norm=b.cfg.loop.clip_grad_norm or 0.0,  # 0: no clipping (HF's default is 1)
         eval_strategy="epoch",
         save_strategy="epoch",
         save_total_limit=1,
