@@ -966,7 +966,7 @@ def main(argv: list[str] | None = None) -> int:
             part_a(digits, args, report, epochs=6)
         if "b" in args.parts:
             part_b(cifar, args, report, work, epochs=1)
-            part_b(digits, args, report, work, epochs=5)
+            part_b(digits, args, report, work, epochs=20)  # 1.1k images: longer windows
         if "c" in args.parts:
             c_epochs, c_seeds = (1, 1) if args.quick else (args.c_epochs, args.c_seeds)
             part_c(cifar, args, report, work, c_epochs, c_seeds, target=True)
