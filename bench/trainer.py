@@ -669,10 +669,10 @@ def hf_run(b: Bench, root: Path, epochs: int, workers: int, out: Path, seed: int
     # "eval" DataLoader for any dataset passed to it and would score val/ again
     # (huggingface/transformers#30527). The length check keeps that from coming back.
     pred: Any = trainer.predict(test, metric_key_prefix="test")
+    wall = time.perf_counter() - t0
     scored, n_test = len(pred.label_ids), len(list_test_images(root))
     if scored != n_test:
         raise RuntimeError(f"HF scored {scored} images, test/ has {n_test}")
-    wall = time.perf_counter() - t0
     return {
         "wall_s": wall,
         "images": epochs * len(train),
