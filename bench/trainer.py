@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
 import json
 import os
@@ -603,6 +604,7 @@ def comparable_schedule(b: Bench, epochs: int) -> tuple[dict[str, Any], str, flo
     return {"name": "linear", "warmup_epochs": warm, "min_lr_ratio": 0.0}, "linear", warm
 
 
+@functools.cache  # one folder scan per dataset, not one per run
 def list_test_images(root: Path) -> list[str]:
     """test/'s images, counted apart from either side's loader: each side's test accuracy must
     have scored exactly these."""
